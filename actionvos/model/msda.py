@@ -34,6 +34,7 @@ def level_start_index_from_shapes(spatial_shapes: torch.Tensor) -> torch.Tensor:
 def ms_deform_attn_core(
     value: torch.Tensor,
     spatial_shapes: torch.Tensor | list[tuple[int, int]],
+    level_start_index: torch.Tensor | list[int],
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
@@ -42,6 +43,7 @@ def ms_deform_attn_core(
     Args:
         value: ``[N, S, M, D]`` float32/float16 values per head.
         spatial_shapes: ``[L, 2]`` integer tensor or list of ``(H, W)`` per level; ``sum(H*W)`` must equal ``S``.
+        level_start_index: ``[L]`` integer tensor or list: where each level starts in ``S``.
         sampling_locations: ``[N, Lq, M, L, P, 2]`` normalised ``(x, y)`` in ``[0, 1]`` (outside allowed → zeros).
         attention_weights: ``[N, Lq, M, L, P]`` soft-maxed weights.
 
@@ -51,8 +53,6 @@ def ms_deform_attn_core(
     Raises:
         ValueError: when shapes disagree (level areas do not sum to ``S``, or ``M``/``L``/``P`` mismatch).
 
-    The level start offsets are implied by ``spatial_shapes`` (levels are contiguous); the plugin takes
-    them as an explicit input.
     """
     N, S, M, D = value.shape
     _, Lq, M2, L, P, two = sampling_locations.shape
@@ -66,13 +66,16 @@ def ms_deform_attn_core(
         )
     if sum(h * w for h, w in shapes) != S:
         raise ValueError(f"MSDA: level areas {shapes} sum to {sum(h * w for h, w in shapes)} but value has S={S}")
-    split_sizes = [h * w for h, w in shapes]
-    value_list = value.split(split_sizes, dim=1)
+    if isinstance(level_start_index, torch.Tensor):
+        level_start_index = level_start_index.tolist()
+    starts = [int(s) for s in level_start_index]
+    if len(starts) != L or any(s < 0 or s + h * w > S for s, (h, w) in zip(starts, shapes)):
+        raise ValueError(f"MSDA: level_start_index {starts} does not fit level shapes {shapes} in S={S}")
     grids = 2 * sampling_locations - 1
     sampled = []
     for lid, (h, w) in enumerate(shapes):
         # [N, H*W, M, D] -> [N*M, D, H, W]
-        v = value_list[lid].flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
+        v = value[:, starts[lid]:starts[lid] + h * w].flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
         # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
         g = grids[:, :, :, lid].transpose(1, 2).flatten(0, 1)
         sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))

@@ -1,0 +1,215 @@
+"""Checkpoint reading, strict loading and preset inference.
+
+Formats: the official release ``{'model': state_dict}`` (optionally with ``optimizer``, ``lr_scheduler``,
+``epoch``, ``args``), our own checkpoints (the same plus ``config``: a :meth:`ModelConfig.to_dict`), and a bare
+state dict. Always ``torch.load(..., weights_only=True)``.
+
+Strictness (spec 9): the legacy ``text_encoder.embeddings.position_ids`` buffer (transformers < 4.31) and thop's
+``total_ops`` / ``total_params`` keys are dropped with a log line; any other missing, unexpected or mis-shaped
+key raises one :class:`CheckpointError` listing the counts and the first keys of each kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from actionvos.errors import CheckpointError
+from actionvos.io_utils import atomic_path
+from actionvos.model.config import PRESETS, ModelConfig, RobertaSettings, get_preset
+
+__all__ = [
+    "read_checkpoint",
+    "infer_config",
+    "resolve_config",
+    "load_state_dict_strict",
+    "load_model",
+    "save_checkpoint",
+    "file_sha256",
+]
+
+log = logging.getLogger(__name__)
+
+_LEGACY_KEYS = ("text_encoder.embeddings.position_ids",)
+_THOP_SUFFIXES = ("total_ops", "total_params")
+
+
+def file_sha256(path: str | Path, length: int = 16) -> str:
+    """First ``length`` hex digits of the file's SHA-256 (used in artifact metadata)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint file with ``weights_only=True``.
+
+    Returns:
+        ``(state_dict, meta)`` where ``meta`` holds the other top-level entries (``config``, ``epoch``, ...).
+    Raises:
+        CheckpointError: file missing, unreadable/corrupt, not plain weights (arbitrary pickled objects),
+            or no state dict inside.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass --checkpoint with the path of a .pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is not plain weights (it pickles Python objects that weights_only loading refuses: "
+            f"{first[:160]}); re-save it as {{'model': model.state_dict()}}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}); "
+            "the file is corrupt or not a torch.save archive"
+        ) from None
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        state = obj["model"]
+        meta = {k: v for k, v in obj.items() if k != "model"}
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state, meta = obj, {}
+    else:
+        raise CheckpointError(
+            f"checkpoint {path} holds no state dict (expected {{'model': state_dict}} or a bare state dict, "
+            f"got {type(obj).__name__})"
+        )
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: state-dict entries that are not tensors: {bad[:5]}")
+    return state, meta
+
+
+def _count_blocks(state: dict, prefix: str) -> int:
+    idx = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
+    return max(idx) + 1 if idx else 0
+
+
+def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
+    """Infer the architecture from an official-format state dict's keys and shapes.
+
+    Reads ResNet block counts, encoder/decoder depths, FFN width, RoBERTa depth/width/vocabulary,
+    query count and controller size; returns the matching preset when one equals the result,
+    else a config named ``inferred``.
+
+    Raises:
+        CheckpointError: the state dict is not an ActionVOS/ReferFormer one (the error lists what is missing).
+    """
+    need = ["backbone.0.body.conv1.weight", "transformer.level_embed", "query_embed.weight",
+            "text_encoder.embeddings.word_embeddings.weight", "controller.layers.0.weight"]
+    missing = [k for k in need if k not in state]
+    if missing:
+        sample = list(state)[:5]
+        raise CheckpointError(
+            f"not an ActionVOS/ReferFormer checkpoint: {len(missing)} required keys missing (first: {missing[:3]}); "
+            f"its first keys are {sample}"
+        )
+    layers = tuple(_count_blocks(state, f"backbone.0.body.layer{i}.") for i in range(1, 5))
+    enc = _count_blocks(state, "transformer.encoder.layers.")
+    dec = _count_blocks(state, "transformer.decoder.layers.")
+    ffn = state["transformer.decoder.layers.0.linear1.weight"].shape[0]
+    vocab, hidden = state["text_encoder.embeddings.word_embeddings.weight"].shape
+    text_layers = _count_blocks(state, "text_encoder.encoder.layer.")
+    inter = state["text_encoder.encoder.layer.0.intermediate.dense.weight"].shape[0]
+    n_levels, d = state["transformer.level_embed"].shape
+    text = RobertaSettings(
+        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=text_layers, intermediate_size=inter,
+        max_position_embeddings=state["text_encoder.embeddings.position_embeddings.weight"].shape[0],
+        type_vocab_size=state["text_encoder.embeddings.token_type_embeddings.weight"].shape[0],
+        num_attention_heads=RobertaSettings().num_attention_heads,
+    )
+    cfg = ModelConfig(
+        name="inferred", backbone_layers=layers, hidden_dim=d, enc_layers=enc, dec_layers=dec, dim_feedforward=ffn,
+        num_feature_levels=n_levels, num_queries=state["query_embed.weight"].shape[0],
+        controller_layers=_count_blocks(state, "controller.layers."),
+        use_positive_cls=any(k.startswith("positive_cls_embed.") for k in state), text=text,
+    )
+    for name, preset in PRESETS.items():
+        if dataclasses.replace(preset, name="inferred") == cfg:
+            return preset
+    return cfg
+
+
+def resolve_config(state: dict, meta: dict, preset: str | None) -> ModelConfig:
+    """Pick the config: ``--preset`` if given, else the checkpoint's own ``config``, else inferred; logs the choice."""
+    if preset:
+        cfg = get_preset(preset)
+        log.info("model config: preset %s (from --preset)", cfg.name)
+    elif isinstance(meta.get("config"), dict):
+        try:
+            cfg = ModelConfig.from_dict(meta["config"])
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"the checkpoint's embedded config is invalid: {err}") from None
+        log.info("model config: %s (embedded in the checkpoint)", cfg.name)
+    else:
+        cfg = infer_config(state)
+        log.info("model config: %s (inferred from the checkpoint's keys and shapes: ResNet blocks %s, "
+                 "enc/dec layers %d/%d, FFN %d, text layers %d, vocab %d)", cfg.name, list(cfg.backbone_layers),
+                 cfg.enc_layers, cfg.dec_layers, cfg.dim_feedforward, cfg.text.num_hidden_layers, cfg.text.vocab_size)
+    return cfg
+
+
+def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``model`` strictly after dropping the known-harmless legacy keys.
+
+    Raises:
+        CheckpointError: one error listing counts and the first keys of missing, unexpected and mis-shaped entries.
+    """
+    state = dict(state)
+    dropped = [k for k in state if k in _LEGACY_KEYS or k.endswith(_THOP_SUFFIXES)]
+    for k in dropped:
+        del state[k]
+    if dropped:
+        log.info("dropped %d legacy checkpoint keys (transformers<4.31 position_ids / thop counters): %s",
+                 len(dropped), dropped[:3])
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shape = [f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}" for k in expected
+             if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or shape:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shape)):
+            if items:
+                parts.append(f"{len(items)} {label} (first: {', '.join(items[:3])})")
+        raise CheckpointError("checkpoint does not match the model architecture: " + "; ".join(parts)
+                              + "; pass the right --preset or a checkpoint of this model")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(checkpoint: str | Path, preset: str | None = None, device: str | torch.device = "cpu"):
+    """Read a checkpoint, choose the config, build the model and load the weights strictly.
+
+    Returns:
+        ``(model, cfg, meta)``: the model in eval mode on ``device``, its :class:`ModelConfig`, and the
+        checkpoint's other top-level entries (e.g. ``random_weights``).
+    Raises:
+        CheckpointError: see :func:`read_checkpoint`, :func:`infer_config` and :func:`load_state_dict_strict`.
+        ValueError: unknown ``preset``.
+    """
+    from actionvos.model.builder import build_model
+
+    state, meta = read_checkpoint(checkpoint)
+    cfg = resolve_config(state, meta, preset)
+    model = build_model(cfg)
+    load_state_dict_strict(model, state)
+    return model.to(device).eval(), cfg, meta
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: ModelConfig, extra: dict | None = None) -> None:
+    """Write ``{'model': state_dict, 'config': cfg.to_dict(), **extra}`` atomically (official format plus our config)."""
+    obj = {"model": model.state_dict(), "config": cfg.to_dict()}
+    obj.update(extra or {})
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
