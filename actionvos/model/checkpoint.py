@@ -65,10 +65,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err)
+        reason = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), None)
+        if reason is None:  # not a pickle of objects: the bytes themselves are broken
+            raise CheckpointError(
+                f"checkpoint {path} cannot be read (corrupt or not a torch.save archive); re-download or re-save it"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {path} is not plain weights (it pickles Python objects that weights_only loading refuses: "
-            f"{first[:160]}); re-save it as {{'model': model.state_dict()}}"
+            f"checkpoint {path} is not plain weights (weights_only loading refuses it: {reason[:160]}); "
+            "re-save it as {'model': model.state_dict()}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(
