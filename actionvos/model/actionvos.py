@@ -108,8 +108,9 @@ class ActionVOS(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.hidden_dim
-        self.backbone = nn.Sequential(Backbone(cfg.backbone_layers), PositionEmbeddingSine2D(d // 2))
-        in_ch = Backbone.num_channels
+        backbone = Backbone(cfg.backbone_layers, cfg.backbone_width)
+        self.backbone = nn.Sequential(backbone, PositionEmbeddingSine2D(d // 2))
+        in_ch = backbone.num_channels
         projs = [nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(32, d)) for c in in_ch[1:]]
         for _ in range(cfg.num_feature_levels - 3):
             projs.append(nn.Sequential(nn.Conv2d(in_ch[-1], d, 3, stride=2, padding=1), nn.GroupNorm(32, d)))
@@ -142,7 +143,8 @@ class ActionVOS(nn.Module):
         nn.init.constant_(positive.bias, prior_bias)
         self.positive_cls_embed = nn.ModuleList(copy.deepcopy(positive) for _ in range(n))
         self.query_embed = nn.Embedding(cfg.num_queries, d)
-        self.pixel_decoder = CrossModalFPNDecoder(d, cfg.mask_dim, cfg.dim_feedforward, cfg.nheads, cfg.fpn_sr_ratios)
+        self.pixel_decoder = CrossModalFPNDecoder(d, cfg.mask_dim, cfg.dim_feedforward, cfg.nheads, cfg.fpn_sr_ratios,
+                                                  in_channels=(in_ch[0], d, d, d))
         self.controller = MLP(d, d, cfg.num_gen_params, cfg.controller_layers)
         for layer in self.controller.layers:
             nn.init.zeros_(layer.bias)

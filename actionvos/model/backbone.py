@@ -70,19 +70,21 @@ class ResNetBody(nn.Module):
 
     Args:
         layers: Bottleneck counts per stage, ``(3, 4, 23, 3)`` for ResNet-101, ``(3, 4, 6, 3)`` for ResNet-50.
+        width: stem width (64 in torchvision's ResNets; stage widths are ``width * (1, 2, 4, 8)`` and the output
+            channels four times that). Smaller values serve the CPU demo preset only.
     """
 
-    def __init__(self, layers: tuple[int, int, int, int]):
+    def __init__(self, layers: tuple[int, int, int, int], width: int = 64):
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = FrozenBatchNorm2d(64)
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = FrozenBatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = self._make_layer(64, layers[0], 1)
-        self.layer2 = self._make_layer(128, layers[1], 2)
-        self.layer3 = self._make_layer(256, layers[2], 2)
-        self.layer4 = self._make_layer(512, layers[3], 2)
+        self.layer1 = self._make_layer(width, layers[0], 1)
+        self.layer2 = self._make_layer(width * 2, layers[1], 2)
+        self.layer3 = self._make_layer(width * 4, layers[2], 2)
+        self.layer4 = self._make_layer(width * 8, layers[3], 2)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -116,12 +118,13 @@ class Backbone(nn.Module):
     :meth:`freeze_stem` sets ``requires_grad=False`` on them.
     """
 
-    num_channels = (256, 512, 1024, 2048)
     strides = (4, 8, 16, 32)
 
-    def __init__(self, layers: tuple[int, int, int, int]):
+    def __init__(self, layers: tuple[int, int, int, int], width: int = 64):
         super().__init__()
-        self.body = ResNetBody(layers)
+        self.body = ResNetBody(layers, width)
+        #: output channels of res2..res5: 256, 512, 1024, 2048 for width 64
+        self.num_channels = tuple(width * Bottleneck.expansion * m for m in (1, 2, 4, 8))
         self.freeze_stem()
 
     def freeze_stem(self) -> None:

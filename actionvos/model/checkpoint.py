@@ -134,14 +134,21 @@ def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
         type_vocab_size=state["text_encoder.embeddings.token_type_embeddings.weight"].shape[0],
         num_attention_heads=RobertaSettings().num_attention_heads,
     )
+    heads = RobertaSettings().num_attention_heads
+    if hidden % heads:
+        heads = next(h for h in (8, 4, 2, 1) if hidden % h == 0)
+    text = dataclasses.replace(text, num_attention_heads=heads)
     cfg = ModelConfig(
-        name="inferred", backbone_layers=layers, hidden_dim=d, enc_layers=enc, dec_layers=dec, dim_feedforward=ffn,
+        name="inferred", backbone_layers=layers, backbone_width=state["backbone.0.body.conv1.weight"].shape[0],
+        hidden_dim=d, mask_dim=state["pixel_decoder.mask_features.weight"].shape[0],
+        dim_feedforward=ffn, enc_layers=enc, dec_layers=dec,
         num_feature_levels=n_levels, num_queries=state["query_embed.weight"].shape[0],
         controller_layers=_count_blocks(state, "controller.layers."),
         use_positive_cls=any(k.startswith("positive_cls_embed.") for k in state), text=text,
     )
-    for name, preset in PRESETS.items():
-        if dataclasses.replace(preset, name="inferred") == cfg:
+    for preset in PRESETS.values():  # the head count is not in the shapes: compare without it
+        heads_as_preset = dataclasses.replace(cfg.text, num_attention_heads=preset.text.num_attention_heads)
+        if dataclasses.replace(preset, name="inferred") == dataclasses.replace(cfg, text=heads_as_preset):
             return preset
     return cfg
 

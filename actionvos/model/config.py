@@ -67,6 +67,7 @@ class ModelConfig:
 
     name: str = "rf_r101_actionvos"
     backbone_layers: tuple[int, int, int, int] = (3, 4, 23, 3)  # ResNet-101 Bottleneck counts
+    backbone_width: int = 64  # torchvision's stem width; res2..res5 have 4x, 8x, 16x, 32x channels
     hidden_dim: int = 256
     nheads: int = 8
     enc_layers: int = 4
@@ -157,6 +158,19 @@ PRESETS: dict[str, ModelConfig] = {
         dec_layers=2,
         dim_feedforward=256,
         text=RobertaSettings(vocab_size=1000, num_hidden_layers=1, intermediate_size=768),
+    ),
+    # A small model for the CPU demo (issue 5): trained from scratch on ../shared/data/minivisor, not the paper's model.
+    "demo_small": ModelConfig(
+        name="demo_small",
+        backbone_layers=(1, 1, 1, 1),
+        backbone_width=16,
+        hidden_dim=64,
+        enc_layers=1,
+        dec_layers=2,
+        dim_feedforward=128,
+        mask_dim=64,
+        text=RobertaSettings(vocab_size=1000, hidden_size=128, num_hidden_layers=1, num_attention_heads=4,
+                             intermediate_size=256),
     ),
 }
 

@@ -105,6 +105,7 @@ class CrossModalFPNDecoder(nn.Module):
 
     def __init__(self, conv_dim: int = 256, mask_dim: int = 256, dim_feedforward: int = 2048, nhead: int = 8,
                  sr_ratios=(8, 4, 2, 1), in_channels=(256, 256, 256, 256)):
+        """``in_channels``: inputs of adapter_1..4 (res2's channels, then the encoder width three times)."""
         super().__init__()
         for idx, c_in in enumerate(in_channels):
             stage = idx + 1
