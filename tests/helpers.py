@@ -1,0 +1,124 @@
+"""Shared test helpers: a tiny random-weights checkpoint, a tiny trained BPE tokenizer, and shared data paths.
+
+Nothing here downloads anything. The checkpoint is the ``reference_tiny`` preset (spec: ../shared/reference/tiny)
+with seeded random weights, marked as random so ``summary.json`` says it is a pipeline check only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "shared_dir",
+    "box_video_path",
+    "make_tiny_checkpoint",
+    "train_tiny_tokenizer",
+    "make_small_clip",
+    "PROMPT_CORPUS",
+]
+
+#: Sentences the tiny tokenizer is trained on: prompts in the ``promptaction`` format (spec 4).
+PROMPT_CORPUS = [
+    f"{obj} used in the action of {act}"
+    for act in ("move box", "rotate bottle", "put cereals bag into cereals box", "pick up two spoons", "open fridge", "cut bread")
+    for obj in ("box", "pen", "right hand", "left hand", "bottle", "lid", "cup", "spoon", "bread", "cereal bag", "fridge", "knife")
+]
+
+
+def shared_dir() -> Path:
+    """The project's shared folder: ``$ACTIONVOS_SHARED`` or ``<repo>/../shared``."""
+    env = os.environ.get("ACTIONVOS_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def box_video_path() -> Path:
+    """``shared/data/videos/box.mp4`` (OpenCV sample, 640x480, 455 decodable frames at ~29.97 fps)."""
+    return shared_dir() / "data" / "videos" / "box.mp4"
+
+
+def make_tiny_checkpoint(path: str | os.PathLike, seed: int = 0, **inference_overrides) -> Path:
+    """Build the ``reference_tiny`` preset with ``torch.manual_seed(seed)`` and save it with its config embedded.
+
+    The checkpoint carries ``random_weights: True`` and a ``weights_note`` so tools can say the masks are
+    meaningless. ``inference_overrides`` (e.g. ``short_side=96``, ``max_clip_frames=2``) change only inference
+    settings of the embedded config, so end-to-end tests on a 2-core CPU can run the model small; the weights
+    are those of the preset either way. Returns ``path``.
+    """
+    import dataclasses
+
+    import torch
+
+    from actionvos.model.builder import build_model
+    from actionvos.model.checkpoint import save_checkpoint
+    from actionvos.model.config import get_preset
+
+    cfg = get_preset("reference_tiny")
+    allowed = {"short_side", "max_clip_frames", "pos_cls_thres", "mask_threshold", "background_prob", "prompt_template"}
+    if set(inference_overrides) - allowed:
+        raise TypeError(f"only inference settings can be overridden: {sorted(allowed)}")
+    cfg = dataclasses.replace(cfg, **inference_overrides)
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    save_checkpoint(
+        path,
+        model,
+        cfg,
+        extra={"random_weights": True, "weights_note": f"random weights (torch.manual_seed({seed})), pipeline check only"},
+    )
+    return Path(path)
+
+
+def train_tiny_tokenizer(directory: str | os.PathLike, vocab_size: int = 1000) -> Path:
+    """Train a byte-level BPE on :data:`PROMPT_CORPUS` and save ``vocab.json`` + ``merges.txt`` (RoBERTa format).
+
+    Special tokens are ``<s>, <pad>, </s>, <unk>, <mask>`` with ids 0..4 as in RoBERTa, and every id is
+    below ``vocab_size`` (<= 1000, the ``reference_tiny`` text vocabulary). Returns ``directory``.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(
+        PROMPT_CORPUS * 4,
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
+    tok.save_model(str(directory))
+    return directory
+
+
+def make_small_clip(path: str | os.PathLike, frames: int = 8, short_side: int = 160, start: int = 120, step: int = 4) -> Path:
+    """Write ``frames`` frames of box.mp4 (every ``step``-th from ``start``), resized to ``short_side``, as an mp4v MP4.
+
+    Returns ``path``. Frame ``i`` of the clip is decoded frame ``start + i * step`` of box.mp4.
+    """
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # box.mp4 makes FFmpeg log harmless h264 warnings
+    cap = cv2.VideoCapture(str(box_video_path()))
+    out = None
+    written = 0
+    index = 0
+    try:
+        while written < frames:
+            ok, bgr = cap.read()
+            if not ok:
+                raise RuntimeError(f"box.mp4 ended after {index} frames")
+            if index >= start and (index - start) % step == 0:
+                h, w = bgr.shape[:2]
+                size = (round(w * short_side / h), short_side) if h <= w else (short_side, round(h * short_side / w))
+                small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+                if out is None:
+                    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
+                out.write(small)
+                written += 1
+            index += 1
+    finally:
+        cap.release()
+        if out is not None:
+            out.release()
+    return Path(path)
