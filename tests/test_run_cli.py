@@ -198,3 +198,27 @@ def test_expression_file_dataset(assets, tmp_path):
     assert labels.shape == (2, 480, 640)
     assert [o.name for o in summary.videos[0].objects] == ["box", "right hand"]
     assert sorted(p.name for p in out.iterdir()) == [video, "summary.json"]
+
+
+def test_demo_model_is_the_default(assets, tmp_path):
+    """Without --checkpoint the bundled demo model (and its tokenizer) runs, and the summary says what it is."""
+    from actionvos.demo import DEMO_NOTE
+
+    out = tmp_path / "demo"
+    res = subprocess.run(_cli(str(assets["video"]), "--action", "move box", "--objects", ",".join(OBJECTS),
+                              "--output", str(out), "--no-progress"),
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["weights_note"] == DEMO_NOTE
+    assert summary["settings"]["preset"] == "demo_small"
+    assert len(list((out / assets["video"].stem).glob("*.png"))) == N_FRAMES
+
+
+def test_checkpoint_without_tokenizer_is_refused(assets, tmp_path):
+    res = subprocess.run(_cli(str(assets["video"]), "--action", "move box", "--objects", "box",
+                              "--checkpoint", str(assets["checkpoint"]), "--output", str(tmp_path / "o")),
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "--tokenizer is required with --checkpoint" in res.stderr
+    assert not (tmp_path / "o").exists()

@@ -73,8 +73,25 @@ def _clear_stale_frames(output: Path, names: list[str]) -> None:
                 png.unlink()
 
 
+def _resolve_weights(checkpoint: Optional[Path], tokenizer: Optional[str]) -> tuple[Path, str]:
+    """Default to the bundled demo model and its tokenizer; a user checkpoint needs its own ``--tokenizer``.
+
+    Raises:
+        ConfigError: ``--checkpoint`` given without ``--tokenizer``.
+    """
+    from actionvos.demo import DEMO_CHECKPOINT, DEMO_NOTE, DEMO_TOKENIZER
+
+    if checkpoint is None:
+        log.info("no --checkpoint: using the bundled demo model %s (%s)", DEMO_CHECKPOINT, DEMO_NOTE)
+        return DEMO_CHECKPOINT, tokenizer or str(DEMO_TOKENIZER)
+    if tokenizer is None:
+        raise ConfigError("--tokenizer is required with --checkpoint: pass the folder with roberta-base's "
+                          "vocab.json and merges.txt (or the tokenizer your checkpoint was trained with)")
+    return checkpoint, tokenizer
+
+
 def _weights_note(meta: dict) -> Optional[str]:
-    """The summary's ``weights_note``: set when the checkpoint marks itself as random weights.
+    """The summary's ``weights_note``: set when the checkpoint marks itself as random weights or as the demo model.
 
     ``save_checkpoint(..., extra={"random_weights": True, "weights_note": "..."})`` stores the marker next to
     ``'model'``; ``load_model`` returns those entries as ``meta``.
@@ -83,6 +100,8 @@ def _weights_note(meta: dict) -> Optional[str]:
 
     if meta.get("random_weights"):
         return str(meta.get("weights_note") or RANDOM_WEIGHTS_NOTE)
+    if meta.get("demo_note"):
+        return str(meta["demo_note"])
     return None
 
 
@@ -90,8 +109,8 @@ def run(
     input: Path = typer.Argument(..., help="Video file, folder of frames, or an ActionVOS dataset root / expression_file.json."),
     action: Optional[str] = typer.Option(None, "--action", help="The action (narration) verbatim, e.g. \"move box\"."),
     objects: Optional[str] = typer.Option(None, "--objects", help="Comma-separated object names, e.g. \"box,pen,right hand\"."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="ActionVOS checkpoint (.pth with a 'model' state dict)."),
-    tokenizer: str = typer.Option(..., "--tokenizer", help="Folder with RoBERTa vocab.json + merges.txt (a hub id is fetched only if given)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ActionVOS checkpoint (.pth with a 'model' state dict). Default: the bundled demo model (trained on two short videos, not the paper's model)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Folder with RoBERTa vocab.json + merges.txt (a hub id is fetched only if given). Default: the demo model's tokenizer (only with the demo model)."),
     output: Path = typer.Option(..., "--output", help="Output folder: {output}/{video}/{frame}.png, overlays, summary.json."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Model preset; inferred from the checkpoint when omitted."),
     prompt_template: Optional[str] = typer.Option(None, "--prompt-template", help="Prompt template with {object} and {action} (default: the checkpoint's)."),
@@ -143,6 +162,7 @@ def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_t
     from actionvos.model.checkpoint import load_model
     from actionvos.model.text import load_tokenizer
 
+    checkpoint, tokenizer = _resolve_weights(checkpoint, tokenizer)
     tok = load_tokenizer(tokenizer)
     model, cfg, meta = load_model(checkpoint, preset=preset, device=device)
     if prompts is not None and prompt_template is None:
