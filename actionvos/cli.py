@@ -40,9 +40,12 @@ def _main(
 
 def _register() -> None:
     """Import the subcommand modules (each import is light: heavy deps load inside the commands)."""
+    from actionvos.export import cli as export_cli
     from actionvos.inference import cli as inference_cli
+    from actionvos.training import cli as training_cli
 
-    inference_cli.register(app)
+    for module in (inference_cli, export_cli, training_cli):
+        module.register(app)
 
 
 def main() -> None:
@@ -50,7 +53,7 @@ def main() -> None:
     _register()
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except ActionVOSError as err:
         if debug:
             raise
@@ -71,3 +74,5 @@ def main() -> None:
             typer.echo("aborted", err=True)
             sys.exit(130)
         raise
+    if isinstance(rc, int) and rc:  # a command's non-zero return (typer maps Ctrl-C to 130 this way)
+        sys.exit(rc)

@@ -1,0 +1,15 @@
+"""Export: checkpoint → ``text_encoder.onnx`` + ``segmenter.onnx`` → TensorRT engines (issue 3).
+
+Modules (nothing heavy is imported here):
+
+* :mod:`~actionvos.export.spec` — one :class:`ExportSpec` per graph (names, dynamic axes, opset, dummy inputs,
+  TensorRT profiles, parity tolerances); numpy only.
+* :mod:`~actionvos.export.exporter` — :func:`export_model`, the capability table and option validation.
+* :mod:`~actionvos.export.cli` — ``actionvos-export`` / ``actionvos export``.
+* :mod:`~actionvos.export.graphs` — the two ``nn.Module`` wrappers over the model's stage methods.
+* :mod:`~actionvos.export.msda_export` — MSDA as one custom-op node per layer, or decomposed (GridSample).
+* :mod:`~actionvos.export.custom_ops` — the op's ONNX schema, NumPy reference and CPU execution paths.
+* :mod:`~actionvos.export.metadata`, :mod:`~actionvos.export.compare` — artifact metadata; per-output comparison.
+* :mod:`~actionvos.export.tensorrt_engine` — all TensorRT API use (engine build, sidecar JSON).
+* :mod:`~actionvos.export.trt_plugin`, :mod:`~actionvos.export.msda_cuda` — plugin library loader, CUDA kernels.
+"""

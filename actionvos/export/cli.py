@@ -1,0 +1,94 @@
+"""``actionvos-export`` and ``actionvos export``: a thin typer layer over :func:`actionvos.export.exporter.export_model`.
+
+Options, capability checks and errors are those of the library function; errors a user can cause are printed as
+one line (``error: ...``, traceback with ``--debug``) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from actionvos.errors import ActionVOSError
+
+__all__ = ["export", "register", "app", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="ActionVOS checkpoint (.pth with a 'model' state dict)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to create (text_encoder.onnx, segmenter.onnx, "
+                                                             "export_manifest.json[, *.engine])."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset; inferred from the checkpoint when omitted."),
+    height: int = typer.Option(360, "--height", help="Static input height in pixels (frames are resized to it)."),
+    width: int = typer.Option(640, "--width", help="Static input width in pixels."),
+    frames: int = typer.Option(1, "--frames", help="Static clip length T (1..36)."),
+    max_prompts: int = typer.Option(8, "--max-prompts", help="Most prompts per call (TensorRT profile max of P)."),
+    max_tokens: int = typer.Option(64, "--max-tokens", help="Most tokens per prompt (TensorRT profile max of L)."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (14..20; >= 16 with --msda onnx)."),
+    msda: str = typer.Option("plugin", "--msda", help="plugin: TensorRT custom op; onnx: GridSample decomposition."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx, or engine (also builds TensorRT engines; needs a GPU)."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 export (not available yet)."),
+    simplify: bool = typer.Option(False, "--simplify", help="Run onnx-simplifier on each graph (needs onnxsim)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output directory."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer directory or hub id to record in the metadata."),
+    plugin_library: Optional[str] = typer.Option(None, "--plugin-library", help="MSDA TensorRT plugin .so (engine builds)."),
+    timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="TensorRT timing-cache file to reuse."),
+) -> None:
+    """Export a checkpoint to text_encoder.onnx + segmenter.onnx (optionally TensorRT engines)."""
+    from actionvos.export.exporter import export_model
+
+    result = export_model(
+        checkpoint, output, preset=preset, height=height, width=width, frames=frames, max_prompts=max_prompts,
+        max_tokens=max_tokens, opset=opset, msda=msda, fmt=fmt, fp16=fp16, simplify=simplify, force=force,
+        tokenizer=tokenizer, plugin_library=plugin_library, timing_cache=timing_cache,
+    )
+    total = sum(result.timings.values())
+    files = ", ".join(sorted(p.name for p in result.output.iterdir()))
+    typer.echo(f"exported to {result.output} in {total:.1f} s: {files}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``export`` command to the ``actionvos`` app."""
+    app.command("export")(export)
+
+
+app = typer.Typer(name="actionvos-export", add_completion=False, pretty_exceptions_enable=False)
+app.command()(export)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point ``actionvos-export`` with the one-line error policy (``--debug`` shows tracebacks)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    verbose = "--verbose" in args or "-v" in args
+    args = [a for a in args if a not in ("--debug", "--verbose", "-v")]
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        app(args=args, prog_name="actionvos-export", standalone_mode=False)
+    except ActionVOSError as err:
+        if debug:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted (nothing was written)", err=True)
+        sys.exit(130)
+    except Exception as err:
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Exit):
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Abort):
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        raise
