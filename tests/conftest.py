@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import shared_dir
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    """``$ACTIONVOS_SHARED`` or the ``shared/`` folder beside the repository (as in CI)."""
-    return Path(os.environ.get("ACTIONVOS_SHARED", REPO.parent / "shared"))
 
 
 @pytest.fixture(scope="session")

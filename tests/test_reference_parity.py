@@ -90,7 +90,7 @@ def actual(shared, fixture):
 
 def _keys():
     """Every fixture key except the fragility maps (they are inputs of the label comparison)."""
-    from conftest import shared_dir
+    from helpers import shared_dir
 
     path = shared_dir() / "reference" / "tiny" / "expected.npz"
     return sorted(k for k in np.load(path).files if not k.endswith("_fragile")) if path.exists() else ["missing"]
