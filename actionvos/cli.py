@@ -40,11 +40,12 @@ def _main(
 
 def _register() -> None:
     """Import the subcommand modules (each import is light: heavy deps load inside the commands)."""
+    from actionvos.calibration import cli as calibration_cli
     from actionvos.export import cli as export_cli
     from actionvos.inference import cli as inference_cli
     from actionvos.training import cli as training_cli
 
-    for module in (inference_cli, export_cli, training_cli):
+    for module in (inference_cli, export_cli, training_cli, calibration_cli):
         module.register(app)
 
 

@@ -1,0 +1,267 @@
+"""Shared pieces of the calibration tools: exported-graph directories, ONNX Runtime CPU sessions, model identity,
+atomic output directories and the metadata written into reduced-precision graphs.
+
+An *export directory* is what :func:`actionvos.export.exporter.export_model` writes: ``text_encoder.onnx`` and
+``segmenter.onnx`` with ``actionvos.*`` metadata (:mod:`actionvos.export.metadata`). The calibration tools read
+the static clip size ``(T, H, W)``, the thresholds, the prompt template and the checkpoint hash from it, and write
+FP16 / INT8 directories of the same layout (same file names, graph I/O names and dtypes), so every runtime that
+loads an FP32 export loads them unchanged.
+
+numpy + onnx + onnxruntime only (no torch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from actionvos.errors import ConfigError, InputError
+
+__all__ = [
+    "TEXT_FILE",
+    "SEGMENTER_FILE",
+    "PRECISION_KEY",
+    "CALIBRATION_KEY",
+    "GraphDir",
+    "load_graph_dir",
+    "make_session",
+    "atomic_dir",
+    "check_out_dir",
+    "write_precision_metadata",
+    "sigmoid",
+]
+
+log = logging.getLogger(__name__)
+
+TEXT_FILE = "text_encoder.onnx"
+SEGMENTER_FILE = "segmenter.onnx"
+#: metadata key written into FP16/INT8 graphs: ``fp16`` or ``int8`` (absent = fp32).
+PRECISION_KEY = "actionvos.precision"
+#: metadata key with a JSON record of how a reduced-precision graph was made (source hash, kept-FP32 groups, ...).
+CALIBRATION_KEY = "actionvos.calibration"
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float32 (same formula as :func:`actionvos.runtime.frame_ops.sigmoid`)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.exp(-np.logaddexp(np.float32(0), -x)).astype(np.float32)
+
+
+@dataclass
+class GraphDir:
+    """One export directory (FP32, FP16 or INT8).
+
+    Attributes:
+        path: the directory.
+        text: path of ``text_encoder.onnx``. segmenter: path of ``segmenter.onnx``.
+        meta: decoded ``actionvos.*`` metadata of the segmenter (:func:`actionvos.export.metadata.read_metadata`).
+        frames, height, width: the segmenter's static clip size T and input size H×W in pixels.
+        precision: ``fp32``, ``fp16`` or ``int8`` (metadata ``actionvos.precision``; absent means fp32).
+        msda: ``onnx`` (GridSample decomposition, runs in ONNX Runtime CPU) or ``plugin`` (TensorRT custom op).
+        model_hash: identity of the *FP32 model* the graphs come from: the checkpoint SHA-256 prefix from the
+            metadata, else the SHA-256 prefix of the two FP32 graph files; reduced-precision directories carry
+            the hash of their source (see :data:`CALIBRATION_KEY`).
+        pos_thres: the positive-gate threshold (0.75 for the released model, spec 3.9).
+        mask_threshold: the mask probability threshold (0.5).
+        prompt_template: the ``{object}``/``{action}`` template.
+        weights_note: non-empty when the config/metadata say the weights are random.
+    """
+
+    path: Path
+    text: Path
+    segmenter: Path
+    meta: dict[str, Any]
+    frames: int
+    height: int
+    width: int
+    precision: str
+    msda: str
+    model_hash: str
+    pos_thres: float
+    mask_threshold: float
+    prompt_template: str
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> dict[str, int]:
+        """``{"frames": T, "height": H, "width": W}``."""
+        return {"frames": self.frames, "height": self.height, "width": self.width}
+
+    @property
+    def hidden_dim(self) -> int:
+        """Width of the text features (256 released, 64 for ``demo_small``)."""
+        return int(self.meta.get("config", {}).get("hidden_dim", 256))
+
+    def spec(self, role: str):
+        """The :class:`~actionvos.export.spec.ExportSpec` of ``role`` (``text_encoder`` or ``segmenter``)."""
+        from actionvos.export.metadata import read_metadata, spec_from_metadata
+
+        return spec_from_metadata(read_metadata(self.text if role == "text_encoder" else self.segmenter))
+
+
+def _files_hash(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_graph_dir(path: str | os.PathLike, flag: str = "--onnx") -> GraphDir:
+    """Open an export directory and read its metadata.
+
+    Args:
+        path: directory with ``text_encoder.onnx`` and ``segmenter.onnx``.
+        flag: the CLI option the path came from (used in error messages).
+    Returns:
+        :class:`GraphDir`.
+    Raises:
+        InputError: not a directory, a graph is missing, or the graphs carry no ActionVOS metadata.
+    """
+    from actionvos.export.metadata import read_metadata
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{flag} {str(path)!r} is not a directory; pass the folder written by actionvos export")
+    text, seg = path / TEXT_FILE, path / SEGMENTER_FILE
+    for f in (text, seg):
+        if not f.is_file():
+            raise InputError(f"{flag} {str(path)!r} has no {f.name}; pass the folder written by actionvos export")
+    try:
+        meta = read_metadata(seg)
+        read_metadata(text)
+    except ValueError as err:
+        raise InputError(f"{flag}: {err}") from None
+    except Exception as err:  # onnx.load on a corrupt file (DecodeError and friends)
+        raise InputError(f"{flag} {str(path)!r}: cannot read the graphs ({type(err).__name__}); re-export them") from None
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(seg), load_external_data=False).metadata_props}
+    precision = props.get(PRECISION_KEY, "fp32")
+    calibration = json.loads(props[CALIBRATION_KEY]) if CALIBRATION_KEY in props else {}
+    inp = meta.get("input", {})
+    thresholds = meta.get("thresholds", {})
+    if calibration.get("source_model_hash"):
+        model_hash = calibration["source_model_hash"]
+    elif meta.get("checkpoint_sha256"):
+        model_hash = meta["checkpoint_sha256"]
+    else:
+        model_hash = "onnx-" + _files_hash(text, seg)
+    return GraphDir(
+        path=path, text=text, segmenter=seg, meta=meta, frames=int(inp.get("frames", 1)),
+        height=int(inp["height"]), width=int(inp["width"]), precision=precision, msda=meta.get("msda", "onnx"),
+        model_hash=model_hash, pos_thres=float(thresholds.get("pos_cls_thres", 0.75)),
+        mask_threshold=float(thresholds.get("mask_threshold", 0.5)),
+        prompt_template=meta.get("prompt_template") or "{object} used in the action of {action}",
+        calibration=calibration,
+    )
+
+
+def require_ort_runnable(g: GraphDir, what: str) -> None:
+    """Raise :class:`ConfigError` when ``g`` holds the TensorRT MSDA plugin op (ONNX Runtime CPU cannot run it)."""
+    if g.msda == "plugin":
+        raise ConfigError(
+            f"{what} needs graphs ONNX Runtime CPU can run, but {str(g.path)!r} was exported with --msda plugin "
+            "(TensorRT custom op); re-export with --msda onnx for calibration and accuracy reports")
+
+
+def make_session(path: str | os.PathLike | bytes, threads: int = 2, providers: list[str] | None = None):
+    """An ONNX Runtime session (CPU by default) with ``threads`` intra-op threads and warnings silenced.
+
+    Args:
+        path: ``.onnx`` file or serialised model bytes.
+        threads: intra-op threads (keep small on shared machines).
+        providers: execution providers (default ``["CPUExecutionProvider"]``).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, int(threads))
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # FP16 graphs log one warning per node ORT cannot constant-fold in fp16
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), so,
+                                providers=providers or ["CPUExecutionProvider"])
+
+
+def check_out_dir(out: Path, force: bool, sources: list[Path] = ()) -> None:
+    """Check that ``out`` may become an output directory.
+
+    Raises:
+        InputError: ``out`` is a file, a non-empty directory without ``force``, or one of the ``sources``.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file; pass a directory path")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InputError(f"--out {str(out)!r} exists and is not empty; pass --force to replace it")
+    for s in sources:
+        if out.resolve() == Path(s).resolve():
+            raise InputError(f"--out {str(out)!r} is the input directory; write the converted graphs elsewhere")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``out`` (old content removed), on error it is
+    deleted and ``out`` stays as it was."""
+    out = Path(out)
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        backup = None
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, backup)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if backup is not None:
+                os.replace(backup, out)
+            raise
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_precision_metadata(model, precision: str, record: dict[str, Any], source_props: dict[str, str]) -> None:
+    """Give a converted ModelProto the source graph's ``actionvos.*`` metadata plus ``actionvos.precision`` and the
+    JSON ``actionvos.calibration`` record (in place)."""
+    props = {k: v for k, v in source_props.items() if k not in (PRECISION_KEY, CALIBRATION_KEY)}
+    props[PRECISION_KEY] = precision
+    props[CALIBRATION_KEY] = json.dumps(record)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def metadata_props(path: str | os.PathLike) -> dict[str, str]:
+    """All ``metadata_props`` of an ``.onnx`` file (weights not loaded)."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def to_jsonable(x: Any) -> Any:
+    """numpy scalars/arrays → Python numbers/lists (for JSON reports)."""
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
