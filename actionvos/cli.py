@@ -43,9 +43,10 @@ def _register() -> None:
     from actionvos.calibration import cli as calibration_cli
     from actionvos.export import cli as export_cli
     from actionvos.inference import cli as inference_cli
+    from actionvos.runtime import cli as runtime_cli
     from actionvos.training import cli as training_cli
 
-    for module in (inference_cli, export_cli, training_cli, calibration_cli):
+    for module in (inference_cli, export_cli, runtime_cli, training_cli, calibration_cli):
         module.register(app)
 
 

@@ -222,3 +222,21 @@ def test_checkpoint_without_tokenizer_is_refused(assets, tmp_path):
     assert res.returncode != 0
     assert "--tokenizer is required with --checkpoint" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_stream_writes_the_same_outputs(assets, run_result, tmp_path):
+    """``run --stream`` (issue 4 item 7) writes the offline layout. The last frame's labels are close to the offline
+    clip's but not identical: with the running-mean rule the query and gate see the same frames, but offline the
+    pixel decoder mixes all frames of the clip, while a window of 1 sees one."""
+    out = tmp_path / "stream"
+    res = subprocess.run(_cli(*_args(assets, out, "--pos-thres", "0", "--stream", "--backend", "pytorch")),
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    offline_dir, _, _ = run_result
+    video = assets["video"].stem
+    stream_pngs, stream_labels = _read_labels(out / video)
+    offline_pngs, offline_labels = _read_labels(offline_dir / video)
+    assert [p.name for p in stream_pngs] == [p.name for p in offline_pngs]
+    assert (stream_labels[-1] == offline_labels[-1]).mean() > 0.98
+    assert (out / f"{video}_overlay.mp4").is_file()
+    assert json.loads((out / "summary.json").read_text())["settings"]["backend"] == "pytorch"

@@ -120,6 +120,12 @@ def run(
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write {video}_overlay.mp4."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty output folder (old PNGs of the same videos are removed)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    stream: bool = typer.Option(False, "--stream", help="Run frame by frame through the streaming runtime (causal rules) instead of the offline clip rule."),
+    backend: str = typer.Option("pytorch", "--backend", help="With --stream: auto, pytorch, onnxruntime or tensorrt."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="With --stream: folder of exported ONNX graphs (onnxruntime backend)."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="With --stream: TensorRT engine folder (tensorrt backend)."),
+    window: int = typer.Option(1, "--window", help="With --stream: frames per decode (the pixel decoder mixes them)."),
+    temporal: str = typer.Option("mean", "--temporal", help="With --stream: causal rule for query and positive scores, mean or ema."),
 ) -> None:
     """Segment the objects involved in an action; writes one palette PNG per frame (spec 3.9)."""
     try:
@@ -131,7 +137,8 @@ def run(
         raise SystemExit(130) from None
 
 
-def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_template, pos_thres, device, split, no_overlay, force, no_progress) -> None:
+def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_template, pos_thres, device, split, no_overlay,
+         force, no_progress, stream, backend, onnx, engine, window, temporal) -> None:
     from actionvos.inference.offline import run_offline
     from actionvos.inference.prompts import build_prompts, check_template
     from actionvos.inference.video_io import open_source
@@ -162,6 +169,15 @@ def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_t
     from actionvos.model.checkpoint import load_model
     from actionvos.model.text import load_tokenizer
 
+    if not stream and (onnx is not None or engine is not None or window != 1 or backend != "pytorch"):
+        raise ConfigError("--backend, --onnx, --engine and --window need --stream")
+    if stream and onnx is None and engine is None:
+        checkpoint, tokenizer = _resolve_weights(checkpoint, tokenizer)
+    if stream:
+        _run_stream(source, prompts, output, checkpoint=checkpoint, tokenizer=tokenizer, onnx=onnx, engine=engine,
+                    backend=backend, device=device, preset=preset, window=window, temporal=temporal, pos_thres=pos_thres,
+                    prompt_template=prompt_template, overlay=not no_overlay, progress=not no_progress, force=force)
+        return
     checkpoint, tokenizer = _resolve_weights(checkpoint, tokenizer)
     tok = load_tokenizer(tokenizer)
     model, cfg, meta = load_model(checkpoint, preset=preset, device=device)
@@ -185,6 +201,26 @@ def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_t
     )
     n = sum(v.frames_written for v in summary.videos)
     typer.echo(f"wrote {n} label PNGs for {len(summary.videos)} video(s) to {output} (summary: {output / 'summary.json'})")
+
+
+def _run_stream(source, prompts, output, *, checkpoint, tokenizer, onnx, engine, backend, device, preset, window, temporal,
+                pos_thres, prompt_template, overlay, progress, force) -> None:
+    """``run --stream``: the same outputs through :class:`actionvos.runtime.session.StreamSession` (issue 4 item 7)."""
+    from actionvos.runtime.files import run_stream
+    from actionvos.runtime.session import StreamConfig
+    from actionvos.runtime.session_builder import open_session
+
+    config = StreamConfig(window=window, temporal=temporal, pos_thres=pos_thres, prompt_template=prompt_template)
+    session = open_session(backend, checkpoint=checkpoint, onnx=onnx, engine=engine, tokenizer=tokenizer,
+                           device=device, preset=preset, config=config)
+    if force:
+        _clear_stale_frames(output, [v.name for v in source.videos])
+    with session:
+        summary = run_stream(source, prompts, session, output, overlay=overlay, progress=progress,
+                             settings={"checkpoint": str(checkpoint), "onnx": str(onnx), "engine": str(engine),
+                                       "tokenizer": str(tokenizer), "backend": backend})
+    n = sum(v.frames_written for v in summary.videos)
+    typer.echo(f"wrote {n} label PNGs for {len(summary.videos)} video(s) to {output} (streaming; summary: {output / 'summary.json'})")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,404 @@
+"""ONNX Runtime backend (no torch): ``text_encoder.onnx`` + ``segmenter.onnx`` from ``actionvos export``.
+
+Execution providers are tried in the order TensorRT → CUDA → CPU (only those this onnxruntime build has):
+
+* TensorRT EP: engine cache and timing cache under ``cache_dir`` (default: beside the graphs), the MSDA plugin
+  library passed with ``trt_extra_plugin_lib_paths`` for graphs exported with ``--msda plugin``, and shape
+  profiles for the dynamic prompt/token axes from the graph's own export spec.
+* CUDA EP: heuristic cuDNN algorithm search; page-locked host buffers (cuda-python) for the bound inputs and
+  outputs; optional CUDA-graph capture (one graph per prompt-set shape,
+  ``gpu_graph_id``), which requires fixed input/output addresses — hence the I/O binding below.
+* CPU EP: ``threads`` intra-op threads.
+
+Every step runs through an I/O binding with buffers allocated once per prompt set: the uint8 frame buffer
+(``[T, 3, H, W]``, device-resident on CUDA and refreshed with ``update_inplace``), the bound text features, and the
+four outputs written into preallocated host arrays, so no per-frame allocation happens after warm-up. The
+segmenter normalises inside the graph (uint8 in).
+
+Frame window: ``segmenter.onnx`` has a static clip length T and runs the backbone on every frame it is given, so a
+sliding window through it would recompute T-1 backbones per step. For ``--window T`` different from the segmenter's
+T the backend therefore uses the split graphs of :mod:`actionvos.runtime.window_export`: ``frame_encoder.onnx``
+once per frame (its features go to a ring of T + 1 preallocated slots) and ``window_decoder.onnx`` over the stacked
+window — the same reuse as the PyTorch backend. With ``T = 1`` (the default) ``segmenter.onnx`` is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from actionvos.errors import ConfigError, InputError
+from actionvos.runtime.backends.base import Backend, BackendInfo, StepOutputs
+from actionvos.runtime.onnx_metadata import read_onnx_metadata
+from actionvos.runtime.prompt_cache import TextArrays
+
+__all__ = ["OrtBackend", "provider_chain", "TEXT_GRAPH", "SEGMENTER_GRAPH"]
+
+log = logging.getLogger(__name__)
+
+TEXT_GRAPH = "text_encoder.onnx"
+SEGMENTER_GRAPH = "segmenter.onnx"
+_SEG_OUTPUTS = ("pred_logits", "pred_boxes", "pred_masks", "pred_positives")
+_PROVIDER_NAMES = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda", "CPUExecutionProvider": "cpu"}
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("the onnxruntime backend needs onnxruntime; pip install onnxruntime (CPU) or onnxruntime-gpu") from None
+    return ort
+
+
+def _profile_shapes(spec: dict | None, role_inputs: Sequence[str]) -> dict[str, str]:
+    """TensorRT EP ``trt_profile_{min,opt,max}_shapes`` strings (``name:1x2x256,...``) from the graph's export spec
+    (:meth:`actionvos.export.spec.ExportSpec.profile`); empty when the graph carries no spec."""
+    if not spec:
+        return {}
+    from actionvos.export.spec import ExportSpec
+
+    try:
+        profile = ExportSpec.from_dict(spec).profile()
+    except Exception as err:  # an older or foreign spec: let the TensorRT EP infer shapes
+        log.warning("cannot read the graph's shape profile (%s); the TensorRT EP will build on first use", err)
+        return {}
+    out = {}
+    for i, key in enumerate(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")):
+        parts = [f"{n}:{'x'.join(str(d) for d in profile[n][i])}" for n in role_inputs if n in profile]
+        if parts:
+            out[key] = ",".join(parts)
+    return out
+
+
+def provider_chain(available: Sequence[str], want: str, *, device_id: int, cache_dir: Path, plugin_library: str | None,
+                   needs_plugin: bool, spec: dict | None, inputs: Sequence[str], cuda_graph: bool) -> list[tuple[str, dict]]:
+    """Execution providers with their options, best first (TensorRT → CUDA → CPU), limited to ``available``.
+
+    Args:
+        available: ``onnxruntime.get_available_providers()``.
+        want: ``auto`` (every available one in order), ``tensorrt``, ``cuda`` or ``cpu`` (that one first, CPU after).
+        needs_plugin: the graph holds ``ActionVOS_MSDeformAttn`` nodes (exported with ``--msda plugin``): only the
+            TensorRT EP with the plugin library can run it.
+    Raises:
+        ConfigError: ``want`` unknown or unavailable, or a plugin graph without the TensorRT EP.
+    """
+    if want not in ("auto", "tensorrt", "cuda", "cpu"):
+        raise ConfigError(f"unknown onnxruntime provider {want!r}; use auto, tensorrt, cuda or cpu")
+    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    if want != "auto":
+        name = {"tensorrt": order[0], "cuda": order[1], "cpu": order[2]}[want]
+        if name not in available:
+            raise ConfigError(f"onnxruntime here has no {name} (available: {', '.join(available)}); install onnxruntime-gpu "
+                              "with CUDA/TensorRT or choose another provider")
+        order = [name] + ([] if name == order[2] else [order[2]])
+    if needs_plugin and "TensorrtExecutionProvider" not in [p for p in order if p in available]:
+        raise ConfigError("this graph was exported with --msda plugin, which only the TensorRT execution provider runs; "
+                          "re-export with --msda onnx for CUDA/CPU execution")
+    chain = []
+    for name in order:
+        if name not in available:
+            continue
+        if name == "TensorrtExecutionProvider":
+            opts = {"device_id": device_id, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+                    "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir), "trt_fp16_enable": False,
+                    **_profile_shapes(spec, inputs)}
+            if needs_plugin:
+                if plugin_library is None:
+                    from actionvos.export.trt_plugin import find_plugin_library
+
+                    found = find_plugin_library()
+                    if found is None:
+                        raise ConfigError("the graph needs the MSDA TensorRT plugin but libactionvos_msda_plugin.so was not "
+                                          "found; build it with `bash trt_plugins/build.sh` or pass --plugin-library")
+                    plugin_library = str(found)
+                opts["trt_extra_plugin_lib_paths"] = plugin_library
+            chain.append((name, opts))
+        elif name == "CUDAExecutionProvider":
+            chain.append((name, {"device_id": device_id, "cudnn_conv_algo_search": "HEURISTIC",
+                                 "do_copy_in_default_stream": True, "enable_cuda_graph": bool(cuda_graph)}))
+        else:
+            chain.append((name, {}))
+    return chain
+
+
+class OrtBackend(Backend):
+    """Run the exported graphs with ONNX Runtime.
+
+    Args:
+        onnx_dir: folder with ``text_encoder.onnx`` and ``segmenter.onnx`` (``actionvos export`` output), and
+            optionally ``frame_encoder.onnx`` + ``window_decoder.onnx`` (:mod:`actionvos.runtime.window_export`).
+        provider: ``auto``, ``tensorrt``, ``cuda`` or ``cpu`` (see :func:`provider_chain`).
+        threads: CPU intra-op threads (None = onnxruntime's default).
+        device_id: CUDA device.
+        cache_dir: TensorRT engine/timing caches (default ``onnx_dir/trt_cache``).
+        plugin_library: MSDA plugin ``.so`` for plugin graphs (default: searched).
+        cuda_graph: capture CUDA graphs on the CUDA EP (needs every node on the GPU).
+        window: the clip length T the session will use; None or the segmenter's T runs ``segmenter.onnx``,
+            another T needs the split graphs with that T (backbone once per frame).
+    Raises:
+        InputError: a graph is missing, or lacks the ActionVOS metadata / expected inputs and outputs.
+        ConfigError: provider problems (see :func:`provider_chain`), graphs from different checkpoints, or a
+            window no graph in the folder was exported for.
+    """
+
+    def __init__(self, onnx_dir: str | os.PathLike, provider: str = "auto", threads: int | None = None, device_id: int = 0,
+                 cache_dir: str | os.PathLike | None = None, plugin_library: str | None = None, cuda_graph: bool = False,
+                 window: int | None = None):
+        from actionvos.runtime.window_export import FRAME_ENCODER, WINDOW_DECODER
+
+        ort = _import_ort()
+        self.ort = ort
+        onnx_dir = Path(onnx_dir)
+        paths = {"text_encoder": onnx_dir / TEXT_GRAPH, "segmenter": onnx_dir / SEGMENTER_GRAPH}
+        for role, p in paths.items():
+            if not p.is_file():
+                raise InputError(f"{p} does not exist; pass --onnx with the folder written by `actionvos export` "
+                                 "(text_encoder.onnx + segmenter.onnx)")
+        self._so = ort.SessionOptions()
+        self._so.log_severity_level = 3
+        if threads:
+            self._so.intra_op_num_threads = int(threads)
+        self._opts = dict(provider=provider, device_id=device_id, cache=Path(cache_dir) if cache_dir else onnx_dir / "trt_cache",
+                          plugin_library=plugin_library, cuda_graph=cuda_graph)
+        self.sessions, meta = {}, {}
+        for role, p in paths.items():
+            self.sessions[role], meta[role] = self._open(p, role)
+        seg_T = int(self.sessions["segmenter"].get_inputs()[0].shape[0])
+        self.split = window is not None and window != seg_T
+        if self.split:
+            split_paths = {"frame_encoder": onnx_dir / FRAME_ENCODER, "window_decoder": onnx_dir / WINDOW_DECODER}
+            if not all(p.is_file() for p in split_paths.values()):
+                raise ConfigError(f"--window {window}: {paths['segmenter'].name} takes clips of {seg_T} frames and {onnx_dir} has "
+                                  f"no {FRAME_ENCODER}/{WINDOW_DECODER}; write them with actionvos.runtime.window_export."
+                                  f"export_window_graphs(onnx_dir, checkpoint, window={window}) or use --window {seg_T}")
+            for role, p in split_paths.items():
+                self.sessions[role], meta[role] = self._open(p, role)
+            dec_T = int(self.sessions["window_decoder"].get_inputs()[0].shape[0])
+            if dec_T != window:
+                raise ConfigError(f"--window {window}: {WINDOW_DECODER} was written for T={dec_T}; re-export it or use --window {dec_T}")
+        self.decoder_role = "window_decoder" if self.split else "segmenter"
+        self._check_io()
+        shas = {m.get("checkpoint_sha256", "") for m in meta.values()}
+        if len(shas) != 1:
+            raise ConfigError(f"the graphs in {onnx_dir} come from different checkpoints ({sorted(shas)}); export them together")
+        seg = meta["segmenter"]
+        cfg = seg.get("config") or {}
+        th = seg.get("thresholds") or {}
+        text = cfg.get("text") or {}
+        dec = self.sessions[self.decoder_role]
+        self.provider = dec.get_providers()[0]
+        self.on_gpu = self.provider != "CPUExecutionProvider"
+        sha = shas.pop() or _graph_hash(paths["text_encoder"])
+        H, W = (int(d) for d in self.sessions["segmenter"].get_inputs()[0].shape[2:])
+        T = window if self.split else seg_T
+        self.info = BackendInfo(
+            name=f"onnxruntime-{_PROVIDER_NAMES.get(self.provider, self.provider)}", model_id=f"{sha}:fp32",
+            num_queries=int(cfg.get("num_queries", 5)), short_side=int(cfg.get("short_side", min(H, W))),
+            input_size=(H, W), window=T, pos_cls_thres=float(th.get("pos_cls_thres", 0.75)),
+            mask_threshold=float(th.get("mask_threshold", 0.5)), background_prob=float(th.get("background_prob", 0.1)),
+            prompt_template=seg.get("prompt_template") or "{object} used in the action of {action}",
+            vocab_size=int(text.get("vocab_size", 50265)), max_text_tokens=int(text.get("max_position_embeddings", 514)) - 2)
+        self.metadata = meta
+        self.cuda_graph = cuda_graph and self.provider == "CUDAExecutionProvider" and not self.split
+        self._graph_ids: dict[tuple[int, int], int] = {}
+        self._device_id = device_id
+        self._pinned = _PinnedAllocator() if self.on_gpu else None
+        self._outs: dict[int, dict[str, np.ndarray]] = {}
+        # Frame-side inputs of the decoder, allocated once: the uint8 window, or the stacked per-frame features.
+        if self.split:
+            enc = self.sessions["frame_encoder"]
+            self._frame_in = np.zeros(tuple(int(d) for d in enc.get_inputs()[0].shape), np.uint8)
+            self._dec_in = {i.name: self._alloc(tuple(int(d) for d in i.shape), np.float32) for i in dec.get_inputs()[:5]}
+            # T + 1 feature slots: the slot written next is never one of the T frames still in the window.
+            self._ring = [{n: np.zeros((1, *a.shape[1:]), np.float32) for n, a in self._dec_in.items()} for _ in range(T + 1)]
+            self._ring_bindings = []
+            for slot in self._ring:
+                b = enc.io_binding()
+                b.bind_cpu_input("frames", self._frame_in)
+                for n, arr in slot.items():
+                    b.bind_output(n, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+                self._ring_bindings.append(b)
+            self._ring_next = 0
+        else:
+            self._dec_in = {"frames": self._alloc((seg_T, 3, H, W), np.uint8)}
+        self._dec_in_dev = ({n: ort.OrtValue.ortvalue_from_numpy(a, "cuda", device_id) for n, a in self._dec_in.items()}
+                            if self.on_gpu else None)
+        log.info("onnxruntime %s: providers %s, input %dx%d, T=%d%s, MSDA %s", ort.__version__, dec.get_providers(), H, W, T,
+                 " (split graphs: backbone once per frame)" if self.split else "", seg.get("msda"))
+
+    def _alloc(self, shape, dtype) -> np.ndarray:
+        """Host buffer for a bound input/output: page-locked on the GPU path (when cuda-python is installed), so the
+        copies ORT makes are DMA transfers; ordinary memory on the CPU path."""
+        if self._pinned is not None:
+            return self._pinned(shape, dtype)
+        return np.zeros(shape, dtype)
+
+    def _open(self, path: Path, role: str):
+        """One session with its provider chain, and its decoded metadata."""
+        ort, o = self.ort, self._opts
+        m = read_onnx_metadata(path)
+        if m.get("role") != role:
+            raise InputError(f"{path} carries no ActionVOS {role} metadata; export it with `actionvos export`")
+        needs_plugin = m.get("msda") == "plugin" and role in ("segmenter", "window_decoder")
+        spec = m.get("spec")
+        inputs = [t["name"] for t in (spec or {}).get("inputs", [])]
+        chain = provider_chain(ort.get_available_providers(), o["provider"], device_id=o["device_id"], cache_dir=o["cache"],
+                               plugin_library=o["plugin_library"], needs_plugin=needs_plugin, spec=spec, inputs=inputs,
+                               cuda_graph=o["cuda_graph"] and role == "segmenter")
+        if chain and chain[0][0] == "TensorrtExecutionProvider":
+            o["cache"].mkdir(parents=True, exist_ok=True)
+        return ort.InferenceSession(str(path), self._so, providers=[n for n, _ in chain],
+                                    provider_options=[opt for _, opt in chain]), m
+
+    def _check_io(self) -> None:
+        from actionvos.runtime.window_export import FEATURE_NAMES
+
+        text_in = ["text_word", "text_mask", "text_sentence"]
+        want = {"text_encoder": (["input_ids", "attention_mask"], text_in),
+                "segmenter": (["frames", *text_in], list(_SEG_OUTPUTS)),
+                "frame_encoder": (["frames"], list(FEATURE_NAMES)),
+                "window_decoder": ([*FEATURE_NAMES, *text_in], list(_SEG_OUTPUTS))}
+        for role, sess in self.sessions.items():
+            ins, outs = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
+            if (ins, outs) != want[role]:
+                raise InputError(f"{role} graph has inputs {ins} / outputs {outs}, expected {want[role][0]} / {want[role][1]}; "
+                                 "re-export it with this version of `actionvos export`")
+
+    # ------------------------------------------------------------------ text
+    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> TextArrays:
+        """Run ``text_encoder.onnx`` on ``[P, L]`` int64 ids and mask."""
+        word, mask, sentence = self.sessions["text_encoder"].run(
+            None, {"input_ids": np.ascontiguousarray(input_ids, np.int64), "attention_mask": np.ascontiguousarray(attention_mask, np.int64)})
+        return TextArrays(word.astype(np.float32, copy=False), mask.astype(bool, copy=False), sentence.astype(np.float32, copy=False))
+
+    def bind_text(self, text: TextArrays):
+        """Create the decoder's I/O binding for this prompt set: text inputs, frame-side inputs and output buffers,
+        all allocated once (per prompt set) and reused for every frame."""
+        sess = self.sessions[self.decoder_role]
+        T = self.info.window
+        H, W = self.info.input_size
+        P, L = text.mask.shape
+        Q = self.info.num_queries
+        binding = sess.io_binding()
+        keep = []
+        for name, arr in (("text_word", np.ascontiguousarray(text.word, np.float32)), ("text_mask", np.ascontiguousarray(text.mask, bool)),
+                          ("text_sentence", np.ascontiguousarray(text.sentence, np.float32))):
+            if self.on_gpu:
+                value = self.ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self._device_id)
+                binding.bind_ortvalue_input(name, value)
+                keep.append(value)
+            else:
+                binding.bind_cpu_input(name, arr)
+                keep.append(arr)
+        for name, arr in self._dec_in.items():
+            if self.on_gpu:
+                binding.bind_ortvalue_input(name, self._dec_in_dev[name])
+            else:
+                binding.bind_cpu_input(name, arr)
+        hm, wm = -(-H // 4), -(-W // 4)  # stride-4 mask size: ceil twice-halved (spec 3.7)
+        if P not in self._outs:  # output buffers depend on P only: one set per prompt count, reused across switches
+            self._outs[P] = {"pred_logits": self._alloc((P, T, Q, 1), np.float32), "pred_boxes": self._alloc((P, T, Q, 4), np.float32),
+                             "pred_masks": self._alloc((P, T, Q, hm, wm), np.float32), "pred_positives": self._alloc((P, 1), np.float32)}
+        outs = self._outs[P]
+        for name, arr in outs.items():
+            binding.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+        run_options = self.ort.RunOptions()
+        if self.cuda_graph:
+            gid = self._graph_ids.setdefault((P, L), len(self._graph_ids))
+            run_options.add_run_config_entry("gpu_graph_id", str(gid))
+        return {"binding": binding, "outputs": outs, "keep": keep, "run_options": run_options}
+
+    # ------------------------------------------------------------------ frames
+    def encode_frame(self, frame: np.ndarray):
+        """Segmenter mode: ``[H, W, 3]`` uint8 → ``[3, H, W]`` uint8 (the graph runs the backbone itself).
+        Split mode: run ``frame_encoder.onnx`` into the next ring slot and return its feature arrays."""
+        H, W = self.info.input_size
+        if frame.shape[:2] != (H, W):
+            raise InputError(f"frame of {frame.shape[1]}x{frame.shape[0]} for a graph exported at {W}x{H}")
+        if not self.split:
+            return np.ascontiguousarray(frame.transpose(2, 0, 1))
+        self._frame_in[0] = frame.transpose(2, 0, 1)
+        k = self._ring_next
+        self._ring_next = (k + 1) % len(self._ring)
+        self.sessions["frame_encoder"].run_with_iobinding(self._ring_bindings[k])
+        return self._ring[k]
+
+    def decode(self, window: Sequence[Any], text) -> StepOutputs:
+        """Copy the window into the bound decoder inputs and run the decoder; returns the newest frame's outputs."""
+        T = self.info.window
+        if len(window) != T:
+            raise ValueError(f"window of {len(window)} frames for a T={T} graph")
+        if self.split:
+            for t, feats in enumerate(window):
+                for n, arr in self._dec_in.items():
+                    arr[t] = feats[n][0]
+        else:
+            buf = self._dec_in["frames"]
+            for t, f in enumerate(window):
+                buf[t] = f
+        if self.on_gpu:
+            for n, arr in self._dec_in.items():
+                self._dec_in_dev[n].update_inplace(arr)
+        self.sessions[self.decoder_role].run_with_iobinding(text["binding"], text["run_options"])
+        o = text["outputs"]
+        # views into the bound buffers: valid until the next decode (the session consumes them at once)
+        return StepOutputs(query_logits=o["pred_logits"][:, -1, :, 0], mask_logits=o["pred_masks"][:, -1],
+                           positive_logit=o["pred_positives"][:, 0])
+
+    def close(self) -> None:
+        self.sessions = {}
+        self._dec_in_dev = None
+        if self._pinned is not None:
+            self._pinned.free()
+
+
+class _PinnedAllocator:
+    """Page-locked numpy buffers from cuda-python (``cudaMallocHost``); plain numpy when cuda-python is missing.
+
+    Buffers live until :meth:`free` (backend close); prompt-set outputs are allocated per ``bind_text``, never per
+    frame."""
+
+    def __init__(self):
+        try:
+            from actionvos.runtime.backends.tensorrt import _Cuda
+
+            self._cuda = _Cuda()
+        except Exception as err:  # ConfigError (no cuda-python) or a driver problem
+            log.info("pinned host buffers unavailable (%s); using pageable memory", err)
+            self._cuda = None
+        self._ptrs: list[int] = []
+
+    def __call__(self, shape, dtype) -> np.ndarray:
+        if self._cuda is None:
+            return np.zeros(shape, dtype)
+        ptr, arr = self._cuda.pinned(tuple(shape), dtype)
+        self._ptrs.append(ptr)
+        arr[...] = 0
+        return arr
+
+    def free(self) -> None:
+        if self._cuda is not None:
+            for ptr in self._ptrs:
+                self._cuda.rt.cudaFreeHost(ptr)
+        self._ptrs = []
+
+
+def _graph_hash(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def read_manifest(onnx_dir: str | os.PathLike) -> dict:
+    """The export manifest JSON beside the graphs, or ``{}``."""
+    p = Path(onnx_dir) / "export_manifest.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

@@ -1,0 +1,87 @@
+"""``actionvos camera``: live segmentation of a camera, stream or video file (a thin layer over
+:func:`actionvos.runtime.camera.run_camera` and :func:`actionvos.runtime.session_builder.open_session`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from actionvos.errors import ConfigError, InputError
+
+__all__ = ["register", "camera"]
+
+log = logging.getLogger(__name__)
+
+
+def camera(
+    source: str = typer.Option(..., "--source", help="Camera index (0), /dev/videoN, rtsp://... / http://... URL, or a video file."),
+    action: str = typer.Option(..., "--action", help="The action (narration) verbatim, e.g. \"move box\"."),
+    objects: str = typer.Option(..., "--objects", help="Comma-separated object names, e.g. \"box,pen,right hand\"."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ActionVOS .pth (PyTorch backend)."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Folder from `actionvos export` (ONNX Runtime backend)."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="Folder with text_encoder.engine + segmenter.engine (TensorRT)."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with RoBERTa vocab.json + merges.txt."),
+    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or pytorch (auto picks the fastest and logs why)."),
+    device: Optional[str] = typer.Option(None, "--device", help="PyTorch device (cpu/cuda) or onnxruntime provider (auto/tensorrt/cuda/cpu)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset for --checkpoint (default: inferred)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for inference."),
+    plugin_library: Optional[str] = typer.Option(None, "--plugin-library", help="MSDA TensorRT plugin .so (default: searched)."),
+    window: int = typer.Option(1, "--window", help="Frames per decode T (earlier frames' features are reused)."),
+    temporal: str = typer.Option("mean", "--temporal", help="Causal rule for query scores and the gate: mean or ema."),
+    horizon: int = typer.Option(30, "--horizon", help="EMA time constant in frames (--temporal ema)."),
+    pos_thres: Optional[float] = typer.Option(None, "--pos-thres", help="Positive-gate threshold in [0, 1] (default: the model's, 0.75)."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Model input HxW (default: shorter side of the model, or the graph's size)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Record the rendered frames to this MP4."),
+    record_fps: Optional[float] = typer.Option(None, "--record-fps", help="Frame rate of the recording (default: the source's)."),
+    no_display: bool = typer.Option(False, "--no-display", help="Run without a window (headless machines)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
+    no_realtime: bool = typer.Option(False, "--no-realtime", help="Read video files as fast as possible instead of at their frame rate."),
+    reconnect_timeout: float = typer.Option(60.0, "--reconnect-timeout", help="Give up on a dropped live source after this many seconds."),
+    prompt_cache: str = typer.Option("off", "--prompt-cache", help="Persist text features: off, auto (next to the model) or a .npz path."),
+) -> None:
+    """Segment the objects of an action live, with an overlay window, HUD, recording and reconnection.
+
+    Keys in the window: a = type a new action, o = type new objects, Enter = apply, Esc = cancel, q = quit.
+    """
+    from actionvos.runtime.camera import CameraOptions, run_camera
+    from actionvos.runtime.capture import Backoff, parse_source
+    from actionvos.runtime.session import StreamConfig
+    from actionvos.runtime.session_builder import open_session, parse_size
+
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"--max-frames must be >= 1, got {max_frames}")
+    if duration is not None and duration <= 0:
+        raise ConfigError(f"--duration must be > 0 seconds, got {duration}")
+    if reconnect_timeout <= 0:
+        raise ConfigError(f"--reconnect-timeout must be > 0 seconds, got {reconnect_timeout}")
+    if record is not None and record.suffix.lower() != ".mp4":
+        raise ConfigError(f"--record {str(record)!r} must end in .mp4")
+    spec = parse_source(source)
+    config = StreamConfig(temporal=temporal, horizon=horizon, window=window, pos_thres=pos_thres,
+                          input_size=parse_size(input_size)).check()
+    options = CameraOptions(display=not no_display, record=record, record_fps=record_fps, duration=duration,
+                            max_frames=max_frames, realtime=not no_realtime,
+                            backoff=Backoff(give_up_after=reconnect_timeout))
+    if options.display:
+        from actionvos.runtime.camera import check_display
+
+        check_display()
+    session = open_session(backend, checkpoint=checkpoint, onnx=onnx, engine=engine, tokenizer=tokenizer, device=device,
+                           preset=preset, threads=threads, plugin_library=plugin_library, config=config,
+                           prompt_cache=prompt_cache)
+    with session:
+        if session.backend.info.weights_note:
+            log.warning("%s", session.backend.info.weights_note)
+        report = run_camera(session, spec, action, objects, options)
+    typer.echo(report.line())
+    if report.error:
+        raise InputError(report.error)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``camera`` command to the ``actionvos`` app."""
+    app.command("camera")(camera)

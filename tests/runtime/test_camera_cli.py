@@ -1,0 +1,75 @@
+"""``actionvos camera`` end to end, headless: HUD + recording path, stop conditions, Ctrl-C, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import box_video_path
+from rt_common import ACTION, CLI_SHIM, REPO, count_video_frames, run_cli
+
+
+def _args(onnx_dir, tok_dir, *extra):
+    return ["camera", "--source", str(box_video_path()), "--action", ACTION, "--objects", "box,pen",
+            "--onnx", str(onnx_dir), "--tokenizer", str(tok_dir), "--threads", "2", *extra]
+
+
+def test_headless_recording_has_n_frames(onnx_dir, tok_dir, tmp_path):
+    out = tmp_path / "rec" / "out.mp4"
+    proc = run_cli(_args(onnx_dir, tok_dir, "--no-display", "--max-frames", "12", "--record", str(out)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--max-frames 12 reached" in proc.stdout and "recorded 12 frames" in proc.stdout
+    assert out.is_file() and count_video_frames(out) == 12
+    assert not [p for p in out.parent.iterdir() if p.name != "out.mp4"], "temporary files left behind"
+    assert "--backend auto: onnxruntime" in proc.stderr  # auto says what it picked and why
+
+
+def test_duration_stops_the_app(onnx_dir, tok_dir):
+    proc = run_cli(_args(onnx_dir, tok_dir, "--no-display", "--duration", "2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--duration 2 s reached" in proc.stdout
+
+
+def test_ctrl_c_closes_the_recording(onnx_dir, tok_dir, tmp_path):
+    out = tmp_path / "int.mp4"
+    proc = subprocess.Popen([sys.executable, "-c", CLI_SHIM, *_args(onnx_dir, tok_dir, "--no-display", "--record", str(out))],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any(p.name.startswith(".int.mp4") for p in tmp_path.iterdir()):
+            time.sleep(0.2)
+        time.sleep(1.5)  # a few frames into the recording
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "interrupted (Ctrl-C)" in stdout
+    assert out.is_file() and count_video_frames(out) >= 1
+    assert not [p for p in tmp_path.iterdir() if p.name != "int.mp4"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--source", "/nonexistent/video.mp4"], "--source"),
+    (["--window", "0"], "--window"),
+    (["--temporal", "median"], "temporal"),
+    (["--record", "x.avi"], ".mp4"),
+])
+def test_bad_options_fail_with_one_line(onnx_dir, tok_dir, extra, message):
+    proc = run_cli(_args(onnx_dir, tok_dir, "--no-display", "--max-frames", "1", *extra))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and message in err[0] and "Traceback" not in proc.stderr
+
+
+def test_display_without_gui_says_use_no_display(onnx_dir, tok_dir):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([sys.executable, "-c", CLI_SHIM, *_args(onnx_dir, tok_dir, "--max-frames", "1")], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "--no-display" in proc.stderr
