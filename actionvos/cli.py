@@ -50,31 +50,34 @@ def _register() -> None:
         module.register(app)
 
 
-def main() -> None:
-    """Console entry point with the one-line error policy."""
-    _register()
-    debug = "--debug" in sys.argv
+def run_app(typer_app: typer.Typer, args: list[str], debug: bool, prog_name: str | None = None) -> None:
+    """Run a typer app with the one-line error policy shared by ``actionvos`` and ``actionvos-export``.
+
+    :class:`ActionVOSError` → ``error: <message>`` on stderr and its exit code (traceback only with ``debug``);
+    Ctrl-C → exit 130; click usage errors → click's message and code; anything else is a bug and propagates.
+    """
+    import click
+
     try:
-        rc = app(standalone_mode=False)
+        rc = typer_app(args=args, prog_name=prog_name, standalone_mode=False)
     except ActionVOSError as err:
         if debug:
             raise
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as err:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            sys.exit(130)
-        raise
+    except click.exceptions.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
     if isinstance(rc, int) and rc:  # a command's non-zero return (typer maps Ctrl-C to 130 this way)
         sys.exit(rc)
+
+
+def main() -> None:
+    """Console entry point ``actionvos``."""
+    _register()
+    run_app(app, sys.argv[1:], debug="--debug" in sys.argv, prog_name="actionvos")

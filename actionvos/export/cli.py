@@ -13,7 +13,6 @@ from typing import Optional
 
 import typer
 
-from actionvos.errors import ActionVOSError
 
 __all__ = ["export", "register", "app", "main"]
 
@@ -70,25 +69,6 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a not in ("--debug", "--verbose", "-v")]
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        app(args=args, prog_name="actionvos-export", standalone_mode=False)
-    except ActionVOSError as err:
-        if debug:
-            raise
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted (nothing was written)", err=True)
-        sys.exit(130)
-    except Exception as err:
-        import click
+    from actionvos.cli import run_app
 
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            sys.exit(130)
-        raise
+    run_app(app, args, debug, prog_name="actionvos-export")

@@ -78,6 +78,26 @@ def code_to_lambda(label: np.ndarray, codes: np.ndarray, obj_id: int, positive: 
     return m, w
 
 
+def build_target(sample: list[int], imgs: list[Image.Image], masks: list[torch.Tensor], weights: list[torch.Tensor],
+                 meta: dict) -> dict:
+    """The un-augmented target of one sample (spec 7 keys): masks ``[T, H, W]``, λ ``weights [T, H, W]``, xyxy pixel
+    ``boxes [T, 4]`` from the masks (clamped to the image), ``labels``/``valid``/``positive`` per frame, the caption
+    lowercased with whitespace collapsed, and ``orig_size``/``size`` ``(H, W)``."""
+    masks_t = torch.stack(masks)
+    w_img, h_img = imgs[0].size
+    boxes = masks_to_boxes(masks_t)
+    boxes[:, 0::2].clamp_(0, w_img)
+    boxes[:, 1::2].clamp_(0, h_img)
+    t = len(sample)
+    return {
+        "frames_idx": torch.tensor(sample), "labels": torch.full((t,), meta["class_id"], dtype=torch.long),
+        "boxes": boxes, "masks": masks_t, "weights": torch.stack(weights),
+        "valid": torch.ones(t, dtype=torch.long), "positive": torch.full((t,), meta["positive"]),
+        "caption": " ".join(meta["exp"].lower().split()),
+        "orig_size": torch.tensor([h_img, w_img]), "size": torch.tensor([h_img, w_img]),
+    }
+
+
 def _read_png(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path} is missing; the dataset layout needs it (see actionvos.training.dataset)")
@@ -158,20 +178,7 @@ class ActionVOSDataset(Dataset):
                 w = np.ones_like(w)
             masks.append(torch.from_numpy(m))
             weights.append(torch.from_numpy(w))
-        masks_t = torch.stack(masks)
-        w_img, h_img = imgs[0].size
-        boxes = masks_to_boxes(masks_t)
-        boxes[:, 0::2].clamp_(0, w_img)
-        boxes[:, 1::2].clamp_(0, h_img)
-        t = len(sample)
-        target = {
-            "frames_idx": torch.tensor(sample), "labels": torch.full((t,), meta["class_id"], dtype=torch.long),
-            "boxes": boxes, "masks": masks_t, "weights": torch.stack(weights),
-            "valid": torch.ones(t, dtype=torch.long), "positive": torch.full((t,), meta["positive"]),
-            "caption": " ".join(meta["exp"].lower().split()),
-            "orig_size": torch.tensor([h_img, w_img]), "size": torch.tensor([h_img, w_img]),
-        }
-        return imgs, target
+        return imgs, build_target(sample, imgs, masks, weights, meta)
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, dict]:
         rng = ClipRNG.from_seed([self.seed, self.epoch, idx])

@@ -40,8 +40,7 @@ from PIL import Image
 
 from ..errors import ConfigError, InputError
 from ..io_utils import atomic_path, atomic_write_json
-from .box_ops import masks_to_boxes
-from .dataset import ActionVOSDataset, sample_frame_indices
+from .dataset import ActionVOSDataset, build_target, sample_frame_indices
 from .transforms import ClipRNG, Compose
 
 __all__ = ["CODE_BACKGROUND", "CODE_OBJECT", "CODE_UNCERTAIN", "PseudoLabelConfig", "refine_probabilities",
@@ -260,17 +259,4 @@ class PseudoLabelDataset(ActionVOSDataset):
                 raise InputError(f"pseudo-label {path} is {m.shape[::-1]} but its frame is {imgs[-1].size}")
             masks.append(torch.from_numpy(m if meta["positive"] else np.zeros_like(m)))
             weights.append(torch.from_numpy(w))
-        masks_t = torch.stack(masks)
-        w_img, h_img = imgs[0].size
-        boxes = masks_to_boxes(masks_t)
-        boxes[:, 0::2].clamp_(0, w_img)
-        boxes[:, 1::2].clamp_(0, h_img)
-        t = len(sample)
-        target = {
-            "frames_idx": torch.tensor(sample), "labels": torch.full((t,), meta["class_id"], dtype=torch.long),
-            "boxes": boxes, "masks": masks_t, "weights": torch.stack(weights),
-            "valid": torch.ones(t, dtype=torch.long), "positive": torch.full((t,), meta["positive"]),
-            "caption": " ".join(meta["exp"].lower().split()),
-            "orig_size": torch.tensor([h_img, w_img]), "size": torch.tensor([h_img, w_img]), "pseudo": True,
-        }
-        return imgs, target
+        return imgs, {**build_target(sample, imgs, masks, weights, meta), "pseudo": True}
