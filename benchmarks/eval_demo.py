@@ -37,7 +37,7 @@ def predict_and_score(model, cfg, tokenizer, data: Path, out: Path, pos_thres: f
 
     source = open_source(data / "ImageSets" / "val_meta_expressions_promptaction.json", split="val")
     run_offline(source, None, model, tokenizer, cfg, out, pos_thres=pos_thres, progress=False, overlay=False)
-    return evaluate_folder(out, data / "Annotations_Sparse" / "val", data / "ImageSets" / "val.json")
+    return evaluate_folder(out / "val", data / "Annotations_Sparse" / "val", data / "ImageSets" / "val.json")
 
 
 def markdown(rows: list[tuple[str, dict]]) -> str:

@@ -122,7 +122,7 @@ def test_expression_file_minivisor():
     src = open_source(root / "ImageSets" / "val_meta_expressions_promptaction.json", split="val")
     assert src.kind == "expression_file"
     video = src.videos[0]
-    assert isinstance(video, FrameListSource) and video.name == "00000001_box_move_box"
+    assert isinstance(video, FrameListSource) and video.name == "val/00000001_box_move_box"
     assert video.prompts[0] == Prompt("box", "box used in the action of move box")
     assert video.size == (480, 640)
     clip = next(video.clips(36))

@@ -171,7 +171,8 @@ def test_ctrl_c_exits_130_and_keeps_finished_frames(assets):
 
 
 def test_expression_file_dataset(assets, tmp_path):
-    """ActionVOS layout (spec 5.3): per-video expressions, outputs at {output}/{video}/{frame}.png."""
+    """ActionVOS layout (spec 5.3): per-video expressions, outputs in the official layout
+    {output}/{split}/{video}/{frame}.png (spec 3.9), which `actionvos evaluate --pred {output}/{split}` reads."""
     import shutil
 
     src_root = shared_dir() / "data" / "minivisor"
@@ -193,11 +194,11 @@ def test_expression_file_dataset(assets, tmp_path):
     model, cfg, _ = load_model(assets["checkpoint"])
     out = tmp_path / "out"
     summary = run_offline(open_source(root), None, model, load_tokenizer(assets["tokenizer"]), cfg, out, progress=False, overlay=False)
-    assert sorted(p.name for p in (out / video).iterdir()) == [f"{f}.png" for f in frames]
-    _, labels = _read_labels(out / video)
+    assert sorted(p.name for p in (out / "val" / video).iterdir()) == [f"{f}.png" for f in frames]
+    _, labels = _read_labels(out / "val" / video)
     assert labels.shape == (2, 480, 640)
     assert [o.name for o in summary.videos[0].objects] == ["box", "right hand"]
-    assert sorted(p.name for p in out.iterdir()) == [video, "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "val"]
 
 
 def test_demo_model_is_the_default(assets, tmp_path):

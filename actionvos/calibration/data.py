@@ -465,7 +465,7 @@ def _open_input(spec: InputSpec, template: str) -> list[_Video]:
             raise InputError(f"--input {str(path)!r} carries no prompts; pass --action and --objects (or --prompt)")
         if isinstance(v, FrameListSource):
             group = path.stem if src.kind == "frames" else f"{path.stem}/{spec.split}"
-            videos.append(_Video(v.name if src.kind == "frames" else f"{group}/{v.name}", group, src.kind, path,
+            videos.append(_Video(v.name if src.kind == "frames" else f"{path.stem}/{v.name}", group, src.kind, path,
                                  len(v.paths), prompts, list(v.paths)))
         else:
             n = _count_video_frames(path)

@@ -251,7 +251,8 @@ def _open_expression_file(json_path: Path, root: Path, split: str) -> InputSourc
             raise InputError(f"{where}: 'frames' must be a non-empty list of frame names")
         prompts = prompts_from_expressions(entry.get("expressions"), where)
         paths = [image_dir / name / f"{f}.jpg" for f in frames]
-        sources.append(FrameListSource.from_paths(name, paths, prompts=prompts))
+        # named "{split}/{video}" so outputs land in the official layout {output}/{split}/{video}/{frame}.png (spec 3.9)
+        sources.append(FrameListSource.from_paths(f"{split}/{name}", paths, prompts=prompts))
     return InputSource("expression_file", json_path, sources)
 
 
