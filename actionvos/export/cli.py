@@ -32,7 +32,7 @@ def export(
     opset: int = typer.Option(18, "--opset", help="ONNX opset (14..20; >= 16 with --msda onnx)."),
     msda: str = typer.Option("plugin", "--msda", help="plugin: TensorRT custom op; onnx: GridSample decomposition."),
     fmt: str = typer.Option("onnx", "--format", help="onnx, or engine (also builds TensorRT engines; needs a GPU)."),
-    fp16: bool = typer.Option(False, "--fp16", help="FP16 export (not available yet)."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 graphs (maintained converter; MSDA, softmax, LayerNorm, positive head and box refinement kept FP32)."),
     simplify: bool = typer.Option(False, "--simplify", help="Run onnx-simplifier on each graph (needs onnxsim)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output directory."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer directory or hub id to record in the metadata."),

@@ -69,11 +69,6 @@ MANIFEST_NAME = "export_manifest.json"
 MAX_PROMPTS_LIMIT = 64
 #: RoBERTa's 514 learned positions minus the two offset rows (pad id 1 + 1).
 MAX_TOKENS_LIMIT = 512
-FP16_DEFERRED = (
-    "--fp16 is not available yet: FP16 conversion (keeping MSDA, attention softmax, LayerNorm, sampling offsets, "
-    "box refinement and the positive head in FP32) is part of the calibration work; export FP32 now "
-    "(drop --fp16)"
-)
 
 
 @dataclass(frozen=True)
@@ -97,12 +92,11 @@ class FormatCapability:
 
 CAPABILITIES: dict[str, FormatCapability] = {
     "onnx": FormatCapability(
-        "onnx", "text_encoder.onnx + segmenter.onnx (FP32)", frozenset({"simplify"}),
-        {"onnx": "onnx"}, {"fp16": FP16_DEFERRED}),
+        "onnx", "text_encoder.onnx + segmenter.onnx (FP32, or FP16 with --fp16)", frozenset({"simplify", "fp16"}),
+        {"onnx": "onnx"}),
     "engine": FormatCapability(
         "engine", "the ONNX graphs plus text_encoder.engine + segmenter.engine with sidecar JSON",
-        frozenset({"simplify"}), {"onnx": "onnx", "tensorrt": "tensorrt (needs an NVIDIA GPU)"},
-        {"fp16": FP16_DEFERRED}),
+        frozenset({"simplify", "fp16"}), {"onnx": "onnx", "tensorrt": "tensorrt (needs an NVIDIA GPU)"}),
 }
 FORMATS = tuple(CAPABILITIES)
 
@@ -183,7 +177,7 @@ def validate_options(opts: ExportOptions, cfg=None) -> None:
             bound the sizes); else the ``--preset``'s, or the released model's.
     Raises:
         ConfigError: unknown format/MSDA mode/preset, opset out of range (or < 16 with ``--msda onnx``),
-            frames/sizes/prompt counts the model cannot take, an unavailable option (``--fp16`` for now),
+            frames/sizes/prompt counts the model cannot take, an unavailable option,
             ``--simplify`` without onnxsim, ``--format engine`` without tensorrt or without a GPU, a plugin
             library that is missing or built for another TensorRT major.
     """
@@ -357,6 +351,25 @@ def _declare_io_shapes(graph, spec: ExportSpec) -> None:
                 dim.dim_param = d
 
 
+def _convert_fp16_in_place(path: Path) -> None:
+    """FP16 graph for ``--fp16`` (TensorRT >= 10.12 builds precision from the graph's types, strongly typed).
+
+    Uses the maintained converter through :func:`actionvos.calibration.fp16.convert_fp16` with its default FP32
+    keep list (MSDA sampling offsets / attention weights / sampling, attention softmax, LayerNorm, positive head,
+    box refinement); I/O types stay FP32 / int64 / bool / uint8. ``actionvos calibrate fp16`` measures the keep list
+    on real data instead and writes the accuracy report.
+    """
+    import onnx
+
+    from actionvos.calibration.fp16 import DEFAULT_KEEP_FP32, convert_fp16
+
+    model = onnx.load(str(path))
+    out = convert_fp16(model, DEFAULT_KEEP_FP32)
+    out.metadata_props.add(key="actionvos.precision", value="fp16")
+    out.metadata_props.add(key="actionvos.fp16_keep_fp32", value=",".join(DEFAULT_KEEP_FP32))
+    onnx.save(out, str(path))
+
+
 def _finalise_onnx(path: Path, role: str, spec: ExportSpec, meta: dict[str, str], simplify: bool) -> None:
     """Embed metadata, optionally simplify, check (checker + strict shape inference) and save in place."""
     import onnx
@@ -441,7 +454,7 @@ def export_model(
         opset: default-domain ONNX opset (14..20; >= 16 with ``msda="onnx"``).
         msda: ``plugin`` (custom op for TensorRT) or ``onnx`` (GridSample decomposition, any runtime).
         fmt: ``onnx`` or ``engine``.
-        fp16: FP16 export (not implemented yet: raises ConfigError).
+        fp16: convert both graphs to FP16 with the sensitive ops kept in FP32 (:func:`_convert_fp16_in_place`).
         simplify: run onnx-simplifier on each graph.
         force: replace an existing non-empty ``output``.
         tokenizer: tokenizer directory or hub id, recorded in the metadata only.
@@ -501,6 +514,9 @@ def export_model(
                 export_graph(wrappers[role], spec, path, msda, model=model)
             with _step(f"check_{role}", timings):
                 _finalise_onnx(path, role, spec, _metadata(role, spec, cfg, opts, ckpt_sha), simplify)
+            if fp16:
+                with _step(f"fp16_{role}", timings):
+                    _convert_fp16_in_place(path)
             onnx_paths[role] = output / spec.filename
         if fmt == "engine":
             from actionvos.export.tensorrt_engine import build_engine

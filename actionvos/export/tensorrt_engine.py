@@ -3,7 +3,7 @@
 ``import tensorrt`` happens inside the functions (the module itself imports without TensorRT). Conventions:
 
 * strongly typed network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``): precisions come from the ONNX
-  graph's types, so an FP32 graph builds an FP32 engine (FP16 export is deferred; see ``exporter.FP16_DEFERRED``);
+  graph's types, so an FP32 graph builds an FP32 engine (``--fp16`` converts the ONNX graph to FP16 first);
 * the MSDA plugin library is registered through :func:`actionvos.export.trt_plugin.register_plugin` (which checks
   its TensorRT major) before parsing, so the parser maps ``trt.plugins::ActionVOS_MSDeformAttn`` to the plugin;
 * one optimisation profile from :meth:`ExportSpec.profile` (min/opt/max of P and L; T, H, W static);
@@ -99,7 +99,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: ExportSpe
         onnx_path: ``text_encoder.onnx`` or ``segmenter.onnx`` from :func:`~actionvos.export.exporter.export_model`.
         engine_path: where to write the engine (the sidecar goes to ``engine_path + ".json"``).
         spec: the graph's spec (profiles and I/O names).
-        fp16: must be False for now (FP16 conversion of the ONNX graph is deferred to the calibration work).
+        fp16: the graph was converted to FP16 (``--fp16``); recorded in the sidecar. The network is strongly
+            typed, so precision comes from the graph's types, not from builder flags.
         plugin_library: MSDA plugin ``.so`` (default: found by ``trt_plugin.find_plugin_library``).
         timing_cache: timing-cache file, read if it exists and rewritten after the build.
         checkpoint_sha256: recorded in the sidecar.
@@ -108,17 +109,13 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: ExportSpe
     Returns:
         The sidecar dict.
     Raises:
-        ConfigError: tensorrt not importable, no GPU, ``fp16`` requested, or the ONNX parser/builder failed
+        ConfigError: tensorrt not importable, no GPU, or the ONNX parser/builder failed
             (the message carries the parser errors).
         PluginLibraryError: plugin library missing or built for another TensorRT major.
     """
     ok, info = tensorrt_available()
     if not ok:
         raise ConfigError(f"--format engine: {info}; pip install tensorrt on a machine with an NVIDIA GPU")
-    if fp16:
-        from actionvos.export.exporter import FP16_DEFERRED
-
-        raise ConfigError(FP16_DEFERRED)
     gpu = gpu_compute_capability()
     if gpu is None:
         raise ConfigError("--format engine needs an NVIDIA GPU visible to CUDA (none found); build engines on the "
@@ -176,7 +173,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: ExportSpe
         "tensorrt_version": str(trt.__version__),
         "gpu": gpu[0],
         "compute_capability": gpu[1],
-        "precision": "fp32 (strongly typed from the ONNX types)",
+        "precision": ("fp16" if fp16 else "fp32") + " (strongly typed from the ONNX types)",
         "plugin": plugin_info,
         "onnx": onnx_path.name,
         "onnx_sha256": _sha256(onnx_path),

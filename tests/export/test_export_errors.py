@@ -79,8 +79,6 @@ def test_sizes_the_model_cannot_take(tiny, tmp_path, kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(fp16=True), "--fp16 is not available yet"),
-    (dict(fmt="engine", fp16=True), "--fp16 is not available yet"),
     (dict(msda="cuda"), "unknown --msda"),
     (dict(fmt="tflite"), "unknown --format"),
     (dict(preset="rf_r18"), "unknown preset"),
@@ -192,3 +190,30 @@ def test_actionvos_export_subcommand(tiny, tmp_path, monkeypatch, capsys):
         cli.main()
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --msda onnx needs --opset >= 16")
+
+
+def test_fp16_export_runs_in_onnxruntime(tiny, tmp_path):
+    """--fp16 writes FP16 graphs (sensitive ops FP32, I/O types unchanged) whose masks agree with PyTorch FP32."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    export_model(tiny.checkpoint, tmp_path / "fp16", **TINY, msda="onnx", fp16=True)
+    seg = tmp_path / "fp16" / "segmenter.onnx"
+    m = onnx.load(str(seg))
+    assert {p.key: p.value for p in m.metadata_props}["actionvos.precision"] == "fp16"
+    assert np.dtype(np.float16) in {onnx.helper.tensor_dtype_to_np_dtype(t.data_type) for t in m.graph.initializer}
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    opts = ort.SessionOptions()
+    text = ort.InferenceSession(str(tmp_path / "fp16" / "text_encoder.onnx"), opts, providers=["CPUExecutionProvider"])
+    segs = ort.InferenceSession(str(seg), opts, providers=["CPUExecutionProvider"])
+    ids, am = tiny.inputs["input_ids"], tiny.inputs["attention_mask"]
+    word, mask, sent = text.run(["text_word", "text_mask", "text_sentence"], {"input_ids": ids, "attention_mask": am})
+    logits, masks = segs.run(["pred_logits", "pred_masks"], {"frames": tiny.frames_tchw, "text_word": word,
+                                                             "text_mask": mask, "text_sentence": sent})
+    with torch.no_grad():
+        ref = tiny.model(torch.from_numpy(tiny.inputs["frames"]), torch.from_numpy(ids), torch.from_numpy(am))
+    agree = ((masks > 0) == (ref["pred_masks"].numpy() > 0)).mean()
+    assert np.isfinite(masks).all() and agree > 0.98, f"FP16 mask sign agreement {agree:.4f}"
+    assert np.abs(logits - ref["pred_logits"].numpy()).max() < 0.05
