@@ -104,3 +104,30 @@ def test_corrupt_file(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"\x00garbage" * 100)
     with pytest.raises(CheckpointError, match="cannot be read"):
         read_checkpoint(tmp_path / "bad.pth")
+
+
+def test_referformer_without_positive_head_is_explained(tmp_path):
+    state = {k: v for k, v in build_model("reference_tiny").state_dict().items()
+             if not k.startswith("positive_cls_embed.")}
+    torch.save({"model": state}, tmp_path / "rf.pth")
+    with pytest.raises(CheckpointError, match="without the ActionVOS positive head"):
+        load_model(tmp_path / "rf.pth")
+
+
+def test_official_training_checkpoint_with_args_namespace(tmp_path):
+    """Spec 8: training checkpoints hold model, optimizer, lr_scheduler, epoch and an argparse.Namespace."""
+    import argparse
+
+    model = build_model("reference_tiny")
+    torch.save({"model": model.state_dict(), "optimizer": {}, "lr_scheduler": {}, "epoch": 5,
+                "args": argparse.Namespace(backbone="resnet101", lr=1e-4)}, tmp_path / "train.pth")
+    _, cfg, meta = load_model(tmp_path / "train.pth")
+    assert cfg.name == "reference_tiny" and meta["epoch"] == 5 and meta["args"].lr == 1e-4
+
+
+def test_partial_checkpoint_is_a_clear_error(tmp_path):
+    state = build_model("reference_tiny").state_dict()
+    state.pop("pixel_decoder.mask_features.weight")
+    torch.save({"model": state}, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match="required keys missing"):
+        load_model(tmp_path / "partial.pth")

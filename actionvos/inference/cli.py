@@ -115,7 +115,7 @@ def run(
     preset: Optional[str] = typer.Option(None, "--preset", help="Model preset; inferred from the checkpoint when omitted."),
     prompt_template: Optional[str] = typer.Option(None, "--prompt-template", help="Prompt template with {object} and {action} (default: the checkpoint's)."),
     pos_thres: Optional[float] = typer.Option(None, "--pos-thres", help="Positive-gate threshold in [0, 1] (default 0.75, spec 3.9)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default cpu; with --stream the backend's own choice)."),
     split: str = typer.Option("val", "--split", help="Split folder of JPEGImages_Sparse for expression-file input."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write {video}_overlay.mp4."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty output folder (old PNGs of the same videos are removed)."),
@@ -143,7 +143,8 @@ def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_t
     from actionvos.inference.prompts import build_prompts, check_template
     from actionvos.inference.video_io import open_source
 
-    device = check_device(device)
+    if not stream or backend == "pytorch":
+        device = check_device(device or "cpu")
     check_output_dir(output, force)
     if pos_thres is not None and not 0.0 <= pos_thres <= 1.0:
         raise ConfigError(f"--pos-thres must be in [0, 1], got {pos_thres}")
@@ -169,12 +170,13 @@ def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_t
     from actionvos.model.checkpoint import load_model
     from actionvos.model.text import load_tokenizer
 
-    if not stream and (onnx is not None or engine is not None or window != 1 or backend != "pytorch"):
-        raise ConfigError("--backend, --onnx, --engine and --window need --stream")
+    if not stream and (onnx is not None or engine is not None or window != 1 or backend != "pytorch"
+                       or temporal != "mean"):
+        raise ConfigError("--backend, --onnx, --engine, --window and --temporal need --stream")
     if stream and onnx is None and engine is None:
         checkpoint, tokenizer = _resolve_weights(checkpoint, tokenizer)
     if stream:
-        _run_stream(source, prompts, output, checkpoint=checkpoint, tokenizer=tokenizer, onnx=onnx, engine=engine,
+        _run_stream(source, prompts, (action, objects), output, checkpoint=checkpoint, tokenizer=tokenizer, onnx=onnx, engine=engine,
                     backend=backend, device=device, preset=preset, window=window, temporal=temporal, pos_thres=pos_thres,
                     prompt_template=prompt_template, overlay=not no_overlay, progress=not no_progress, force=force)
         return
@@ -203,9 +205,10 @@ def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_t
     typer.echo(f"wrote {n} label PNGs for {len(summary.videos)} video(s) to {output} (summary: {output / 'summary.json'})")
 
 
-def _run_stream(source, prompts, output, *, checkpoint, tokenizer, onnx, engine, backend, device, preset, window, temporal,
+def _run_stream(source, prompts, action_objects, output, *, checkpoint, tokenizer, onnx, engine, backend, device, preset, window, temporal,
                 pos_thres, prompt_template, overlay, progress, force) -> None:
     """``run --stream``: the same outputs through :class:`actionvos.runtime.session.StreamSession` (issue 4 item 7)."""
+    from actionvos.inference.prompts import build_prompts
     from actionvos.runtime.files import run_stream
     from actionvos.runtime.session import StreamConfig
     from actionvos.runtime.session_builder import open_session
@@ -213,6 +216,8 @@ def _run_stream(source, prompts, output, *, checkpoint, tokenizer, onnx, engine,
     config = StreamConfig(window=window, temporal=temporal, pos_thres=pos_thres, prompt_template=prompt_template)
     session = open_session(backend, checkpoint=checkpoint, onnx=onnx, engine=engine, tokenizer=tokenizer,
                            device=device, preset=preset, config=config)
+    if prompts is not None and prompt_template is None:  # the model's own template, as the offline path does
+        prompts = build_prompts(*action_objects, session.template)
     if force:
         _clear_stale_frames(output, [v.name for v in source.videos])
     with session:

@@ -106,6 +106,8 @@ class ActionVOS(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if not cfg.use_positive_cls:
+            raise ValueError("ActionVOS needs the positive head (use_positive_cls=True); a plain ReferFormer is not built here")
         self.cfg = cfg
         d = cfg.hidden_dim
         backbone = Backbone(cfg.backbone_layers, cfg.backbone_width)
@@ -306,8 +308,8 @@ class ActionVOS(nn.Module):
         weights, biases = splits[:n_layers], splits[n_layers:]
         feats = mask_features.reshape(P, T, C, h * w)
         stride = cfg.mask_feat_stride
-        ys = torch.arange(h, dtype=torch.float32, device=feats.device) * stride + stride // 2
-        xs = torch.arange(w, dtype=torch.float32, device=feats.device) * stride + stride // 2
+        ys = torch.arange(h, dtype=feats.dtype, device=feats.device) * stride + stride // 2
+        xs = torch.arange(w, dtype=feats.dtype, device=feats.device) * stride + stride // 2
         loc = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0).reshape(2, h * w)  # (x, y) × (h w)
         scale = image_sizes.flip(-1)  # (W, H)
         ref = centres.reshape(P, T, Q, 2) * scale[:, None, None, :]

@@ -11,6 +11,7 @@ key raises one :class:`CheckpointError` listing the counts and the first keys of
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import logging
@@ -63,7 +64,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass --checkpoint with the path of a .pth file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # official training checkpoints carry their argparse.Namespace under 'args' (spec 8): allow that one class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
         reason = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), None)
@@ -112,13 +115,21 @@ def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
         CheckpointError: the state dict is not an ActionVOS/ReferFormer one (the error lists what is missing).
     """
     need = ["backbone.0.body.conv1.weight", "transformer.level_embed", "query_embed.weight",
-            "text_encoder.embeddings.word_embeddings.weight", "controller.layers.0.weight"]
+            "text_encoder.embeddings.word_embeddings.weight", "controller.layers.0.weight",
+            "transformer.decoder.layers.0.linear1.weight", "text_encoder.encoder.layer.0.intermediate.dense.weight",
+            "text_encoder.embeddings.position_embeddings.weight", "text_encoder.embeddings.token_type_embeddings.weight",
+            "pixel_decoder.mask_features.weight"]
     missing = [k for k in need if k not in state]
     if missing:
         sample = list(state)[:5]
         raise CheckpointError(
             f"not an ActionVOS/ReferFormer checkpoint: {len(missing)} required keys missing (first: {missing[:3]}); "
             f"its first keys are {sample}"
+        )
+    if not any(k.startswith("positive_cls_embed.") for k in state):
+        raise CheckpointError(
+            "this is a ReferFormer checkpoint without the ActionVOS positive head (no positive_cls_embed.* keys); "
+            "it cannot run ActionVOS inference as is: fine-tune it first (actionvos train --init CHECKPOINT)"
         )
     layers = tuple(_count_blocks(state, f"backbone.0.body.layer{i}.") for i in range(1, 5))
     enc = _count_blocks(state, "transformer.encoder.layers.")
@@ -143,8 +154,7 @@ def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
         hidden_dim=d, mask_dim=state["pixel_decoder.mask_features.weight"].shape[0],
         dim_feedforward=ffn, enc_layers=enc, dec_layers=dec,
         num_feature_levels=n_levels, num_queries=state["query_embed.weight"].shape[0],
-        controller_layers=_count_blocks(state, "controller.layers."),
-        use_positive_cls=any(k.startswith("positive_cls_embed.") for k in state), text=text,
+        controller_layers=_count_blocks(state, "controller.layers."), text=text,
     )
     for preset in PRESETS.values():  # the head count is not in the shapes: compare without it
         heads_as_preset = dataclasses.replace(cfg.text, num_attention_heads=preset.text.num_attention_heads)

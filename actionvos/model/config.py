@@ -86,7 +86,7 @@ class ModelConfig:
     mask_out_stride: int = 4
     mask_feat_stride: int = 4
     fpn_sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)  # strides 4, 8, 16, 32
-    use_positive_cls: bool = True
+    use_positive_cls: bool = True  # always True: ActionVOS (a plain ReferFormer checkpoint must be fine-tuned)
     text: RobertaSettings = field(default_factory=RobertaSettings)
     # Inference / post-processing (spec 3.1, 3.9)
     short_side: int = 360

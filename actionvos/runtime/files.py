@@ -109,34 +109,36 @@ def run_stream(
             names = [p.name for p in vprompts]
             writer_cm = (OverlayWriter(output_dir / f"{video.name}_overlay.mp4", video.fps, video.size, names)
                          if overlay else contextlib.nullcontext())
-            with writer_cm as writer:
-                if overlay:
-                    vsum.overlay = writer.path.name
-                clips = video.clips(_READ_CHUNK)
-                while True:
-                    t0 = time.perf_counter()
-                    clip = next(clips, None)
-                    timings["read_frames"] += time.perf_counter() - t0
-                    if clip is None:
-                        break
-                    for name, frame in zip(clip.names, clip.frames):
-                        result = session.step(frame)
-                        for k, v in result.timings_ms.items():
-                            if k != "total":
-                                timings[k] += v / 1e3
+            try:
+                with writer_cm as writer:
+                    clips = video.clips(_READ_CHUNK)
+                    while True:
                         t0 = time.perf_counter()
-                        pos = [o.positive_prob for o in result.objects]
-                        passed = [o.passed_gate for o in result.objects]
-                        write_label_png(frame_dir / f"{name}.png", result.labels)
-                        for obj in vsum.objects:
-                            obj.add_clip(pos[obj.label - 1], passed[obj.label - 1])
-                            obj.add_frame(result.labels)
-                        if overlay:
-                            writer.write(frame, result.labels, pos, passed)
-                        vsum.frames_written += 1
-                        vsum.clips += 1
-                        timings["write"] += time.perf_counter() - t0
-                        bar.update(1)
+                        clip = next(clips, None)
+                        timings["read_frames"] += time.perf_counter() - t0
+                        if clip is None:
+                            break
+                        for name, frame in zip(clip.names, clip.frames):
+                            result = session.step(frame)
+                            for k, v in result.timings_ms.items():
+                                if k != "total":
+                                    timings[k] += v / 1e3
+                            t0 = time.perf_counter()
+                            pos = [o.positive_prob for o in result.objects]
+                            passed = [o.passed_gate for o in result.objects]
+                            write_label_png(frame_dir / f"{name}.png", result.labels)
+                            for obj in vsum.objects:
+                                obj.add_clip(pos[obj.label - 1], passed[obj.label - 1])
+                                obj.add_frame(result.labels)
+                            if overlay:
+                                writer.write(frame, result.labels, pos, passed)
+                            vsum.frames_written += 1
+                            vsum.clips += 1
+                            timings["write"] += time.perf_counter() - t0
+                            bar.update(1)
+            finally:  # name the overlay only if it was finalised (an empty or interrupted one is dropped)
+                if overlay and (output_dir / f"{video.name}_overlay.mp4").is_file():
+                    vsum.overlay = (output_dir / f"{video.name}_overlay.mp4").name
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
