@@ -35,9 +35,32 @@ def test_duration_stops_the_app(onnx_dir, tok_dir):
     assert "--duration 2 s reached" in proc.stdout
 
 
+def _long_source(path, seconds: int = 80, fps: int = 30):
+    """A real-frame video long enough (box.mp4's first 60 frames, looped) that Ctrl-C always lands before its end,
+    however slowly a loaded machine starts the app (box.mp4 itself plays out in ~15 s)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(box_video_path()))
+    frames = []
+    while len(frames) < 60:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(f, (160, 120)))
+    cap.release()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (160, 120))
+    for i in range(seconds * fps):
+        writer.write(frames[i % len(frames)])
+    writer.release()
+    return path
+
+
 def test_ctrl_c_closes_the_recording(onnx_dir, tok_dir, tmp_path):
     out = tmp_path / "int.mp4"
-    proc = subprocess.Popen([sys.executable, "-c", CLI_SHIM, *_args(onnx_dir, tok_dir, "--no-display", "--record", str(out))],
+    src = _long_source(tmp_path.parent / f"{tmp_path.name}_long.mp4")
+    args = _args(onnx_dir, tok_dir, "--no-display", "--record", str(out))
+    args[args.index("--source") + 1] = str(src)
+    proc = subprocess.Popen([sys.executable, "-c", CLI_SHIM, *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
