@@ -25,6 +25,7 @@ from actionvos.inference.writers import ObjectStats, OverlayWriter, Summary, Vid
 __all__ = ["StageTimer", "TextCache", "tokenize_prompts", "run_offline", "STAGES"]
 
 log = logging.getLogger(__name__)
+_POSTPROCESS_FRAMES = 4  # frames whose masks are upsampled to full resolution at once
 
 #: Stages timed in ``summary.json`` (seconds, summed over the run).
 STAGES = ("read_frames", "preprocess", "encode_text", "encode_frames", "decode", "postprocess", "write")
@@ -132,10 +133,14 @@ def _segment_clips(video, text_feats, model, cfg, frame_dir: Path, device, pos_t
                 frame_feats = model.encode_frames(frames)
             with timer("decode"):
                 outputs = model.decode(frame_feats, text_feats)
-        with timer("postprocess"):
-            pred = clip_predictions(outputs, out_size=video.size, pos_thres=pos_thres)
-            labels = _to_numpy(merge_labels(pred.mask_prob_gated, threshold=cfg.mask_threshold, background=cfg.background_prob))
-            labels = labels.astype(np.uint8, copy=False)
+        with timer("postprocess"):  # full-resolution masks a few frames at a time (memory stays bounded)
+            chunks = []
+            for t0 in range(0, len(clip.names), _POSTPROCESS_FRAMES):
+                pred = clip_predictions(outputs, out_size=video.size, pos_thres=pos_thres,
+                                        frames=slice(t0, t0 + _POSTPROCESS_FRAMES))
+                chunks.append(_to_numpy(merge_labels(pred.mask_prob_gated, threshold=cfg.mask_threshold,
+                                                     background=cfg.background_prob)))
+            labels = np.concatenate(chunks).astype(np.uint8, copy=False)
             pos = [float(v) for v in _to_numpy(pred.positive_prob).reshape(-1)]
             passed = [bool(v) for v in _to_numpy(pred.passed_gate).reshape(-1)]
         for obj in vsum.objects:

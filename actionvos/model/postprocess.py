@@ -87,7 +87,8 @@ def select_queries(pred_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return scores, scores.argmax(-1)
 
 
-def clip_predictions(outputs: dict, out_size: tuple[int, int], pos_thres: float = 0.75) -> ClipPrediction:
+def clip_predictions(outputs: dict, out_size: tuple[int, int], pos_thres: float = 0.75,
+                     frames: slice | None = None) -> ClipPrediction:
     """Apply spec 3.9 steps 1–3 to the model outputs of one clip.
 
     Args:
@@ -96,11 +97,16 @@ def clip_predictions(outputs: dict, out_size: tuple[int, int], pos_thres: float 
         out_size: ``(H, W)`` of the original frames; masks are bilinearly upsampled (align_corners=False) straight
             to it.
         pos_thres: the positive gate (0.75 for the released model).
+        frames: upsample only these frames' masks (``mask_prob`` then has ``len(range(T)[frames])`` frames);
+            query selection and the gate still use every frame of the clip. Bounds memory at full resolution
+            (P prompts × 36 frames × 1080p would be ~2.4 GB at once).
     """
     scores, idx = select_queries(outputs["pred_logits"])
     masks = outputs["pred_masks"]
-    P, T = masks.shape[:2]
+    P = masks.shape[0]
     sel = masks[torch.arange(P, device=masks.device), :, idx]  # [P, T, h, w]
+    if frames is not None:
+        sel = sel[:, frames]
     prob = F.interpolate(sel, size=tuple(out_size), mode="bilinear", align_corners=False).sigmoid()
     positive = outputs["pred_positives"].sigmoid().reshape(P)
     passed = positive >= pos_thres
