@@ -108,6 +108,8 @@ class ActionVOS(nn.Module):
         super().__init__()
         if not cfg.use_positive_cls:
             raise ValueError("ActionVOS needs the positive head (use_positive_cls=True); a plain ReferFormer is not built here")
+        if cfg.num_feature_levels != 4:  # levels beyond 4 would need the fused level-3 map (not in encode_frames)
+            raise ValueError(f"num_feature_levels must be 4 (the released configuration), got {cfg.num_feature_levels}")
         self.cfg = cfg
         d = cfg.hidden_dim
         backbone = Backbone(cfg.backbone_layers, cfg.backbone_width)
@@ -199,8 +201,8 @@ class ActionVOS(nn.Module):
         backbone_pos = [pos_enc(m).to(f.dtype) for f, m in zip(feats, masks)]
         proj = [self.input_proj[l](feats[l + 1]) for l in range(3)]
         proj_pos = backbone_pos[1:4]
-        for l in range(3, self.cfg.num_feature_levels):
-            src = self.input_proj[l](feats[-1] if l == 3 else proj[-1])
+        for l in range(3, self.cfg.num_feature_levels):  # exactly one extra level (stride 64) from raw res5
+            src = self.input_proj[l](feats[-1])
             m = level_mask(src.shape[-2:])
             masks.append(m)
             proj.append(src)
