@@ -45,6 +45,7 @@ import numpy as np
 
 from actionvos.calibration.common import GraphDir, load_graph_dir
 from actionvos.errors import ConfigError, InputError
+from actionvos.inference.video_io import read_image
 from actionvos.io_utils import atomic_path
 
 __all__ = [
@@ -349,7 +350,7 @@ class _Video:
         """Yield ``(index, RGB uint8 frame)`` for the wanted indices (video files decode through to the last one)."""
         if self.frame_paths:
             for i in sorted(wanted):
-                yield i, _read_rgb(self.frame_paths[i])
+                yield i, read_image(self.frame_paths[i])
             return
         import cv2
 
@@ -369,18 +370,6 @@ class _Video:
                 i += 1
         finally:
             cap.release()
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise InputError(f"frame {str(path)!r} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise InputError(f"cannot read frame {str(path)!r}: {err}") from None
 
 
 def _count_video_frames(path: Path) -> int:

@@ -7,6 +7,7 @@ fails before any output is written) and then yields its frames lazily as :class:
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import re
@@ -54,7 +55,7 @@ class Clip:
 
 
 @dataclass
-class VideoSource:
+class VideoSource(abc.ABC):
     """One video to segment. Subclasses implement :meth:`clips`.
 
     Attributes:
@@ -71,9 +72,9 @@ class VideoSource:
     num_frames: int
     prompts: list[Prompt] | None = None
 
-    def clips(self, max_frames: int) -> Iterator[Clip]:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def clips(self, max_frames: int) -> Iterator[Clip]:
         """Yield the video as consecutive clips of at most ``max_frames`` frames, loading them lazily."""
-        raise NotImplementedError
 
 
 def _quiet_ffmpeg() -> None:
@@ -150,7 +151,7 @@ class VideoFileSource(VideoSource):
             cap.release()
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
     """Read an image as ``[H, W, 3]`` uint8 RGB with PIL (as the reference: ``Image.open(p).convert('RGB')``, spec 3.1)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -182,7 +183,7 @@ class FrameListSource(VideoSource):
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise InputError(f"frame {str(missing[0])!r} does not exist{more}")
-        first = _read_image(paths[0])
+        first = read_image(paths[0])
         return cls(name=name, size=first.shape[:2], fps=fps, num_frames=len(paths), prompts=prompts, paths=list(paths))
 
     def clips(self, max_frames: int) -> Iterator[Clip]:
@@ -195,7 +196,7 @@ class FrameListSource(VideoSource):
             chunk = self.paths[start : start + max_frames]
             frames = []
             for p in chunk:
-                img = _read_image(p)
+                img = read_image(p)
                 if img.shape[:2] != self.size:
                     raise InputError(f"frame {str(p)!r} is {img.shape[1]}x{img.shape[0]}, but the video's frames are {self.size[1]}x{self.size[0]}")
                 frames.append(img)

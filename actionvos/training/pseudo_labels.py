@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError, InputError
+from ..inference.video_io import read_image
 from ..io_utils import atomic_path, atomic_write_json
 from .dataset import ActionVOSDataset, build_target, sample_frame_indices
 from .transforms import ClipRNG, Compose
@@ -84,14 +85,6 @@ def codes_to_target(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise InputError(f"pseudo-label PNG holds codes {sorted(np.unique(codes[bad]).tolist())[:5]}; expected 0, 1, 255")
     return (codes == CODE_OBJECT).astype(np.float32), (codes != CODE_UNCERTAIN).astype(np.float32)
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as err:
-        raise InputError(f"cannot read dense frame {path} ({err})") from None
 
 
 def extract_dense_frames(data_root: str | Path, videos_dir: str | Path, split: str, out: str | Path,
@@ -192,7 +185,7 @@ def label_dense_frames(teacher, tokenizer, cfg, data_root: str | Path, dense_roo
         stats["sequences"] += 1
         for c0 in range(0, len(names), cfg.max_clip_frames):
             chunk = names[c0:c0 + cfg.max_clip_frames]
-            frames = np.stack([_read_rgb(dense_root / split / video / f"{n}.jpg") for n in chunk])
+            frames = np.stack([read_image(dense_root / split / video / f"{n}.jpg") for n in chunk])
             x = preprocess_frames(frames, short_side=side).to(device)
             outputs = teacher.decode(teacher.encode_frames(x), text)
             prob = clip_predictions(outputs, out_size=frames.shape[1:3], pos_thres=0.0).mask_prob.float().cpu()
@@ -251,7 +244,7 @@ class PseudoLabelDataset(ActionVOSDataset):
         imgs, masks, weights = [], [], []
         for fi in sample:
             name = frames[fi]
-            imgs.append(Image.fromarray(_read_rgb(self.dense_root / self.split / meta["video"] / f"{name}.jpg")))
+            imgs.append(Image.fromarray(read_image(self.dense_root / self.split / meta["video"] / f"{name}.jpg")))
             path = self.pseudo_root / self.split / meta["video"] / str(meta["obj_id"]) / f"{name}.png"
             with Image.open(path) as im:
                 m, w = codes_to_target(np.array(im))
