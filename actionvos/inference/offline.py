@@ -17,10 +17,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from actionvos.errors import ActionVOSError, ConfigError, InputError
+from actionvos.errors import ConfigError, InputError
 from actionvos.inference.prompts import Prompt
 from actionvos.inference.video_io import InputSource, VideoSource
-from actionvos.inference.writers import ObjectStats, OverlayWriter, Summary, VideoSummary, write_label_png, write_summary
+from actionvos.inference.writers import (ObjectStats, OverlayWriter, Summary, VideoSummary, summary_on_exit,
+                                         write_label_png)
 
 __all__ = ["StageTimer", "TextCache", "tokenize_prompts", "run_offline", "STAGES"]
 
@@ -238,7 +239,12 @@ def run_offline(
     model.eval()
     total = sum(v.num_frames for v in source.videos)
     bar = tqdm(total=total, unit="frame", desc="actionvos run", disable=not progress, leave=False)
-    try:
+
+    def finish() -> None:
+        bar.close()
+        summary.timings_s = dict(timer.totals)
+
+    with summary_on_exit(output_dir / "summary.json", summary, finish):
         for video, vprompts, key in plan:
             if key not in cache.features:
                 ids, mask = cache.tokens[key]
@@ -248,17 +254,4 @@ def run_offline(
             summary.videos.append(vsum)
             log.debug("video %s: %d frames, %dx%d, %d prompts", video.name, video.num_frames, video.size[1], video.size[0], len(vprompts))
             _run_video(video, vprompts, cache.features[key], model, cfg, output_dir, device, pos_thres, overlay, timer, bar, vsum)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        raise
-    except ActionVOSError as err:
-        summary.error = str(err)
-        raise
-    except Exception as err:
-        summary.error = f"{type(err).__name__}: {err}"
-        raise
-    finally:
-        bar.close()
-        summary.timings_s = dict(timer.totals)
-        write_summary(output_dir / "summary.json", summary)
     return summary

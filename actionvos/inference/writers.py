@@ -6,14 +6,15 @@ interrupted run leaves whole files only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from actionvos.errors import InputError
+from actionvos.errors import ActionVOSError, InputError
 from actionvos.io_utils import atomic_path, atomic_write_json
 
 __all__ = [
@@ -263,3 +264,26 @@ class Summary:
 def write_summary(path: str | os.PathLike, summary: Summary) -> None:
     """Write ``summary`` as JSON to ``path`` atomically."""
     atomic_write_json(path, summary.to_dict())
+
+
+@contextlib.contextmanager
+def summary_on_exit(path: str | os.PathLike, summary: Summary, finish: Callable[[], None]) -> Iterator[Summary]:
+    """Record how a run ended and always write its summary (offline and streaming runs share this).
+
+    Ctrl-C sets ``interrupted``; an error sets ``error`` (its one-line message); either is re-raised after
+    ``finish()`` (close progress bars, store timings) and the atomic write of ``summary.json`` at ``path``.
+    """
+    try:
+        yield summary
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    except ActionVOSError as err:
+        summary.error = str(err)
+        raise
+    except Exception as err:
+        summary.error = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        finish()
+        write_summary(path, summary)

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actionvos.errors import ActionVOSError, ConfigError, InputError
+from actionvos.errors import ConfigError, InputError
 from actionvos.inference.prompts import Prompt
 from actionvos.inference.video_io import InputSource, open_source
-from actionvos.inference.writers import ObjectStats, OverlayWriter, Summary, VideoSummary, write_label_png, write_summary
+from actionvos.inference.writers import (ObjectStats, OverlayWriter, Summary, VideoSummary, summary_on_exit,
+                                         write_label_png)
 from actionvos.runtime.backends.base import Backend
 from actionvos.runtime.session import STEP_STAGES, StreamConfig, StreamSession
 from actionvos.runtime.tokenizer import BpeTokenizer
@@ -95,7 +96,12 @@ def run_stream(
     output_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=sum(v.num_frames for v in source.videos), unit="frame", desc="actionvos run --stream",
                disable=not progress, leave=False)
-    try:
+    def finish() -> None:
+        bar.close()
+        summary.timings_s = timings
+        summary.settings["prompt_cache"] = vars(session.cache.stats).copy()
+
+    with summary_on_exit(output_dir / "summary.json", summary, finish):
         for video in source.videos:
             vprompts = video.prompts or prompts
             session.reset()
@@ -139,18 +145,4 @@ def run_stream(
             finally:  # name the overlay only if it was finalised (an empty or interrupted one is dropped)
                 if overlay and (output_dir / f"{video.name}_overlay.mp4").is_file():
                     vsum.overlay = (output_dir / f"{video.name}_overlay.mp4").name
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        raise
-    except ActionVOSError as err:
-        summary.error = str(err)
-        raise
-    except Exception as err:
-        summary.error = f"{type(err).__name__}: {err}"
-        raise
-    finally:
-        bar.close()
-        summary.timings_s = timings
-        summary.settings["prompt_cache"] = vars(session.cache.stats).copy()
-        write_summary(output_dir / "summary.json", summary)
     return summary
