@@ -60,7 +60,10 @@ def test_ctrl_c_closes_the_recording(onnx_dir, tok_dir, tmp_path):
     src = _long_source(tmp_path.parent / f"{tmp_path.name}_long.mp4")
     args = _args(onnx_dir, tok_dir, "--no-display", "--record", str(out))
     args[args.index("--source") + 1] = str(src)
+    # A background shell (nohup, CI runners) may start us with SIGINT ignored, which the child would inherit and
+    # Python would keep: restore the default so the app's own Ctrl-C handling is what gets tested.
     proc = subprocess.Popen([sys.executable, "-c", CLI_SHIM, *args],
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
