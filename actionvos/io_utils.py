@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "replace_dir"]
 
 
 @contextlib.contextmanager
@@ -53,3 +54,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move a finished temporary directory ``tmp`` onto ``out`` (a sibling), replacing an existing ``out``.
+
+    The old ``out`` is renamed aside first and restored if the final rename fails, so ``out`` is always either
+    the old complete directory or the new complete one.
+    """
+    tmp, out = Path(tmp), Path(out)
+    backup = None
+    if out.exists():
+        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, backup)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, out)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)

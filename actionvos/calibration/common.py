@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from actionvos.errors import ConfigError, InputError
+from actionvos.io_utils import replace_dir
 
 __all__ = [
     "TEXT_FILE",
@@ -219,18 +220,7 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o755)
-        backup = None
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, backup)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if backup is not None:
-                os.replace(backup, out)
-            raise
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

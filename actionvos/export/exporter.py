@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from actionvos.errors import CheckpointError, ConfigError, InputError
+from actionvos.io_utils import replace_dir
 from actionvos.export.spec import (
     GRAPH_ROLES,
     GRID_SAMPLE_MIN_OPSET,
@@ -402,18 +403,7 @@ def _finalise_onnx(path: Path, role: str, spec: ExportSpec, meta: dict[str, str]
 
 def _commit(tmp: Path, output: Path) -> None:
     """Move the finished ``tmp`` directory onto ``output`` (replacing an existing one, as late as possible)."""
-    backup = None
-    if output.exists():
-        backup = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, backup)
-    try:
-        os.replace(tmp, output)
-    except BaseException:
-        if backup is not None:
-            os.replace(backup, output)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+    replace_dir(tmp, output)
 
 
 # ---------------------------------------------------------------------- export
