@@ -265,7 +265,7 @@ class ActionVOS(nn.Module):
 
         mask_features = self.pixel_decoder(
             _repeat_clips(frames.backbone[0], reps), _repeat_clips(frames.backbone_pos[0], reps), memory,
-            [_repeat_clips(p, reps) for p in frames.backbone_pos[1:4]], text.word, text.mask, T,
+            [_repeat_clips(p, reps) for p in frames.backbone_pos[1:4]], words, text.mask, text_pos, T,
             None if masks is None else masks[:4])
         sizes = _repeat_clips(frames.image_sizes, reps)  # [P, 2] (H, W)
         masks_out = [self.dynamic_mask_head(mask_features, self.controller(hs[lvl]), inter_references[lvl, ..., :2],

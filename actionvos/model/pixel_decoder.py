@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actionvos.model.position_encoding import PositionEmbeddingSine1D
-
 __all__ = ["VisionLanguageBlock", "CrossModalFPNDecoder", "ConvNorm"]
 
 
@@ -123,21 +121,19 @@ class CrossModalFPNDecoder(nn.Module):
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, 3, padding=1)
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
         nn.init.constant_(self.mask_features.bias, 0)
-        self.text_pos = PositionEmbeddingSine1D(conv_dim)
 
-    def forward(self, res2, res2_pos, memory, memory_pos, text, text_mask, num_frames, masks=None):
+    def forward(self, res2, res2_pos, memory, memory_pos, words, text_mask, text_pos, num_frames, masks=None):
         """Args:
             res2: ``[(P T), 256, H/4, W/4]`` backbone layer1 output; ``res2_pos`` its 2D encoding (same shape).
             memory: encoder memory at strides 8, 16, 32, each ``[(P T), 256, h, w]``; ``memory_pos`` the backbone
                 2D encodings of res3..res5 (same shapes).
-            text: ``[P, L, 256]`` word features; text_mask ``[P, L]`` bool (True = padding).
+            words: ``[L, P, 256]`` word features; text_mask ``[P, L]`` bool (True = padding); text_pos ``[L, P, 256]``
+                their 1D sine encoding (the same one the early fusion uses; the reference recomputes it here).
             num_frames: T.  masks: optional padding masks ``[res2, res3, res4, res5]`` each ``[(P T), h, w]``.
         Returns ``[(P T), mask_dim, H/4, W/4]``.
         """
         t = num_frames
-        p = text.shape[0]
-        text_pos = self.text_pos(text_mask).permute(2, 0, 1)
-        words = text.permute(1, 0, 2)
+        p = words.shape[1]
         levels = [(memory[i], memory_pos[i], i + 2) for i in (2, 1, 0)] + [(res2, res2_pos, 1)]
         y = None
         for feat, pos, stage in levels:
