@@ -15,7 +15,8 @@ Usage::
         [--frames 40] [--warmup 5] [--short-side 360] [--threads 2]
 
 Without ``--onnx`` the checkpoint is exported (``--msda onnx``) to a temporary folder at the benchmark's input
-size. Without ``--checkpoint`` a random-weights ``reference_tiny`` model is used and the title says so.
+size. Without ``--checkpoint`` the bundled demo model (``actionvos.demo``) is used; a checkpoint marked as random
+weights makes the title say so.
 Prints one Markdown table naming the device.
 """
 
@@ -126,12 +127,10 @@ def main() -> None:
     from actionvos.runtime.tokenizer import BpeTokenizer
 
     tmp = tempfile.TemporaryDirectory()
-    if args.checkpoint is None:
-        sys.path.insert(0, str(REPO / "tests"))
-        from helpers import make_tiny_checkpoint, train_tiny_tokenizer
+    if args.checkpoint is None:  # the bundled demo model, on which benchmarks/RESULTS.md was measured
+        from actionvos.demo import DEMO_CHECKPOINT, DEMO_TOKENIZER
 
-        args.checkpoint = make_tiny_checkpoint(Path(tmp.name) / "tiny.pth", short_side=args.short_side or 96)
-        args.tokenizer = args.tokenizer or train_tiny_tokenizer(Path(tmp.name) / "tok")
+        args.checkpoint, args.tokenizer = DEMO_CHECKPOINT, args.tokenizer or DEMO_TOKENIZER
     if args.tokenizer is None:
         raise SystemExit("--tokenizer is required with --checkpoint")
     tok = BpeTokenizer.from_dir(args.tokenizer)

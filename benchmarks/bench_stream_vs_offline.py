@@ -16,15 +16,14 @@ Usage::
     python benchmarks/bench_stream_vs_offline.py --checkpoint ckpt.pth --tokenizer tok/ [--frames 36] \
         [--short-side 360] [--action "move box"] [--objects "box,pen,right hand"] [--threads 2]
 
-Without ``--checkpoint`` a ``reference_tiny`` checkpoint with random weights (and a tiny tokenizer) is made in a
-temporary folder; the table title then says the weights are random.
+Without ``--checkpoint`` the bundled demo model (``actionvos.demo``) is used; a checkpoint marked as random
+weights makes the table title say so.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -120,13 +119,10 @@ def main() -> None:
     from actionvos.runtime.session import StreamConfig
     from actionvos.runtime.tokenizer import BpeTokenizer
 
-    tmp = tempfile.TemporaryDirectory()
-    if args.checkpoint is None:
-        sys.path.insert(0, str(REPO / "tests"))
-        from helpers import make_tiny_checkpoint, train_tiny_tokenizer
+    if args.checkpoint is None:  # the bundled demo model, on which benchmarks/RESULTS.md was measured
+        from actionvos.demo import DEMO_CHECKPOINT, DEMO_TOKENIZER
 
-        args.checkpoint = make_tiny_checkpoint(Path(tmp.name) / "tiny.pth", short_side=args.short_side or 96)
-        args.tokenizer = args.tokenizer or train_tiny_tokenizer(Path(tmp.name) / "tok")
+        args.checkpoint, args.tokenizer = DEMO_CHECKPOINT, args.tokenizer or DEMO_TOKENIZER
     if args.tokenizer is None:
         raise SystemExit("--tokenizer is required with --checkpoint")
     shared = REPO.parent / "shared" / "data" / "videos"
@@ -164,7 +160,6 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for v, clip, act, name, a, b, g, gl, q, npass, P in rows:
         print(f"| {v} | {clip} | {act} | {name} | {a:.3f} | {b:.3f} | {g:.3f} | {gl:.3f} | {q:.3f} | {npass}/{P} |")
-    tmp.cleanup()
 
 
 if __name__ == "__main__":
