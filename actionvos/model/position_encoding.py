@@ -15,6 +15,12 @@ from torch import nn
 __all__ = ["PositionEmbeddingSine2D", "PositionEmbeddingSine1D"]
 
 
+def _inverse_frequencies(num_pos_feats: int, temperature: float, device) -> torch.Tensor:
+    """``temperature ** (2 * (i // 2) / num_pos_feats)`` for ``i`` in ``[0, num_pos_feats)`` (DETR's divisors)."""
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=device)
+    return temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_pos_feats)
+
+
 def _interleave_sin_cos(x: torch.Tensor) -> torch.Tensor:
     """``[..., C]`` → ``[..., C]`` with ``sin`` of even and ``cos`` of odd channels, interleaved."""
     return torch.stack((x[..., 0::2].sin(), x[..., 1::2].cos()), dim=-1).flatten(-2)
@@ -37,8 +43,7 @@ class PositionEmbeddingSine2D(nn.Module):
         eps = 1e-6
         y_embed = (y_embed - 0.5) / (y_embed[:, -1:, :] + eps) * self.scale
         x_embed = (x_embed - 0.5) / (x_embed[:, :, -1:] + eps) * self.scale
-        dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=mask.device)
-        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
+        dim_t = _inverse_frequencies(self.num_pos_feats, self.temperature, mask.device)
         pos_x = _interleave_sin_cos(x_embed[:, :, :, None] / dim_t)
         pos_y = _interleave_sin_cos(y_embed[:, :, :, None] / dim_t)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
@@ -58,6 +63,5 @@ class PositionEmbeddingSine1D(nn.Module):
         not_mask = ~mask
         x_embed = not_mask.cumsum(1, dtype=torch.float32)
         x_embed = x_embed / (x_embed[:, -1:] + 1e-6) * self.scale
-        dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=mask.device)
-        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
+        dim_t = _inverse_frequencies(self.num_pos_feats, self.temperature, mask.device)
         return _interleave_sin_cos(x_embed[:, :, None] / dim_t).permute(0, 2, 1)
