@@ -355,14 +355,14 @@ def _declare_io_shapes(graph, spec: ExportSpec) -> None:
 def _convert_fp16_in_place(path: Path) -> None:
     """FP16 graph for ``--fp16`` (TensorRT >= 10.12 builds precision from the graph's types, strongly typed).
 
-    Uses the maintained converter through :func:`actionvos.calibration.fp16.convert_fp16` with its default FP32
+    Uses the maintained converter through :func:`actionvos.precision.fp16.convert_fp16` with its default FP32
     keep list (MSDA sampling offsets / attention weights / sampling, attention softmax, LayerNorm, positive head,
     box refinement); I/O types stay FP32 / int64 / bool / uint8. ``actionvos calibrate fp16`` measures the keep list
     on real data instead and writes the accuracy report.
     """
     import onnx
 
-    from actionvos.calibration.fp16 import DEFAULT_KEEP_FP32, convert_fp16
+    from actionvos.precision.fp16 import DEFAULT_KEEP_FP32, convert_fp16
 
     model = onnx.load(str(path))
     out = convert_fp16(model, DEFAULT_KEEP_FP32)
@@ -494,6 +494,9 @@ def export_model(
 
     output.resolve().parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.resolve().parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the output folder gets normal permissions (umask)
     onnx_paths: dict[str, Path] = {}
     engine_paths: dict[str, Path] = {}
     try:
