@@ -20,6 +20,7 @@ import numpy as np
 from actionvos.errors import ConfigError, InputError
 from actionvos.inference.prompts import Prompt
 from actionvos.inference.video_io import InputSource, VideoSource
+from actionvos.io_utils import safe_child
 from actionvos.inference.writers import (ObjectStats, OverlayWriter, Summary, VideoSummary, summary_on_exit,
                                          write_label_png)
 
@@ -108,16 +109,17 @@ def _timed_clips(video: VideoSource, max_frames: int, timer: StageTimer):
 
 def _run_video(video, prompts, text_feats, model, cfg, output_dir: Path, device, pos_thres, overlay, timer, bar, vsum) -> None:
     """Segment one video clip by clip, writing PNGs (and overlay frames) as each clip finishes."""
-    frame_dir = output_dir / video.name
+    frame_dir = safe_child(output_dir, video.name, what="video name", nested=True)
     frame_dir.mkdir(parents=True, exist_ok=True)
     vsum.objects = [ObjectStats(name=p.name, prompt=p.text, label=i + 1) for i, p in enumerate(prompts)]
-    overlay_path = output_dir / f"{video.name}_overlay.mp4"
+    overlay_path = safe_child(output_dir, f"{video.name}_overlay.mp4", what="video name", nested=True)
     writer_cm = OverlayWriter(overlay_path, video.fps, video.size, [p.name for p in prompts]) if overlay else contextlib.nullcontext()
     try:
         with writer_cm as writer:
             _segment_clips(video, text_feats, model, cfg, frame_dir, device, pos_thres, writer, timer, bar, vsum)
     finally:
         vsum.overlay = overlay_path.name if overlay and overlay_path.is_file() else None
+        vsum.record_decode(video)
 
 
 def _segment_clips(video, text_feats, model, cfg, frame_dir: Path, device, pos_thres, writer, timer, bar, vsum) -> None:

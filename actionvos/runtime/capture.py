@@ -1,7 +1,10 @@
 """Frame capture for live use: a capture thread feeding a one-slot, latest-wins queue.
 
 When inference is slower than the source, older frames are overwritten (and counted as dropped): the consumer
-always gets the newest frame, so latency stays bounded by one inference instead of growing without limit.
+always gets the newest frame, so latency stays bounded by one inference instead of growing without limit. That
+latest-wins :class:`LatestFrameSlot` is for live sources and ``realtime`` file playback; a file read with
+``realtime=False`` goes through the bounded FIFO :class:`FrameQueue` instead, whose :meth:`~FrameQueue.put` waits for
+the consumer, so every frame is processed, in order (:func:`make_frame_queue` picks the right one).
 
 Sources (:func:`parse_source`): a camera index (``0``), a V4L2 device (``/dev/video2``), a network stream
 (``rtsp://``, ``http://``, ...; anything with ``://``) or a video file. Live sources (camera, device, stream) that
@@ -11,6 +14,7 @@ paced at their own frame rate (like a camera) unless ``realtime=False``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -22,7 +26,8 @@ import numpy as np
 
 from actionvos.errors import InputError
 
-__all__ = ["SourceSpec", "parse_source", "CapturedFrame", "LatestFrameSlot", "Backoff", "CaptureThread"]
+__all__ = ["SourceSpec", "parse_source", "CapturedFrame", "LatestFrameSlot", "FrameQueue", "make_frame_queue", "Backoff",
+           "CaptureThread"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,7 @@ class LatestFrameSlot:
     def __init__(self):
         self._cond = threading.Condition()
         self._item: CapturedFrame | None = None
+        self._newest: CapturedFrame | None = None
         self._closed = False
         self.put_count = 0
         self.served = 0
@@ -97,7 +103,7 @@ class LatestFrameSlot:
         with self._cond:
             if self._item is not None:
                 self.dropped += 1
-            self._item = item
+            self._item = self._newest = item
             self.put_count += 1
             self.latest_index = item.index
             self._cond.notify()
@@ -114,15 +120,106 @@ class LatestFrameSlot:
                     self.stale_served += 1
             return item
 
+    def peek(self) -> CapturedFrame | None:
+        """The newest frame ever put (consumed or not), without taking it: what a display shows at the camera's rate."""
+        with self._cond:
+            return self._newest
+
     def close(self) -> None:
         """Wake a waiting consumer; later :meth:`get` calls return the waiting frame, then None."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
 
+    def cancel(self) -> None:
+        """The consumer is leaving: close (a latest-wins :meth:`put` never blocks, so nothing else is needed)."""
+        self.close()
+
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+class FrameQueue:
+    """A bounded FIFO with the :class:`LatestFrameSlot` interface, for files read as fast as possible
+    (``realtime=False``): :meth:`put` waits while ``capacity`` frames are queued, so nothing is dropped and frames
+    are served in capture order. :attr:`dropped` stays 0 (except frames discarded by :meth:`cancel`, which are not
+    counted: the consumer asked to stop). Thread-safe.
+
+    Args:
+        capacity: frames buffered ahead of the consumer (>= 1); bounds memory at ``capacity`` decoded frames.
+    """
+
+    def __init__(self, capacity: int = 4):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._cond = threading.Condition()
+        self._items: collections.deque[CapturedFrame] = collections.deque()
+        self._capacity = capacity
+        self._closed = False
+        self._cancelled = False
+        self._newest: CapturedFrame | None = None
+        self.put_count = 0
+        self.served = 0
+        self.dropped = 0
+        self.latest_index = -1
+        self.stale_served = 0
+
+    def put(self, item: CapturedFrame) -> None:
+        """Append a frame, waiting while the queue is full; returns at once (discarding it) after :meth:`cancel`."""
+        with self._cond:
+            while len(self._items) >= self._capacity and not self._cancelled:
+                self._cond.wait(0.5)
+            if self._cancelled:
+                return
+            self._items.append(item)
+            self._newest = item
+            self.put_count += 1
+            self.latest_index = item.index
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> CapturedFrame | None:
+        """The oldest queued frame, waiting up to ``timeout`` seconds; None on timeout or when closed and empty."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self.served += 1
+            self._cond.notify_all()
+            return item
+
+    def peek(self) -> CapturedFrame | None:
+        """The newest frame put so far (not consumed)."""
+        with self._cond:
+            return self._newest
+
+    def close(self) -> None:
+        """No more frames will come: the consumer drains what is queued, then :meth:`get` returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """The consumer is leaving: drop the queue and release a producer blocked in :meth:`put`."""
+        with self._cond:
+            self._cancelled = self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def make_frame_queue(source: SourceSpec, realtime: bool) -> LatestFrameSlot | FrameQueue:
+    """The queue between capture and inference: latest-wins for live sources and realtime file playback (a slow
+    model drops frames instead of falling behind); an in-order :class:`FrameQueue` for a file read with
+    ``realtime=False`` (every frame is processed)."""
+    if source.live or realtime:
+        return LatestFrameSlot()
+    return FrameQueue()
 
 
 @dataclass
@@ -141,6 +238,7 @@ class CaptureStats:
 
     frames_read: int = 0
     reconnects: int = 0
+    open_attempts: int = 0
     open_failures: int = 0
     fps: float = 0.0
     size: tuple[int, int] | None = None
@@ -148,13 +246,23 @@ class CaptureStats:
     ended: bool = False
     history: list[str] = field(default_factory=list)
 
+    def state(self) -> str:
+        """The capture's state in words (logged when the thread ends, shown in the final error)."""
+        if self.frames_read == 0:
+            opened = self.open_attempts - self.open_failures
+            what = f"never delivered a frame ({self.open_failures} of {self.open_attempts} attempts to open it failed"
+            return what + (f", {opened} opened but sent nothing)" if opened else ")")
+        return (f"{self.frames_read} frames read, {self.reconnects} reconnects"
+                + (f", {self.open_failures} failed opens" if self.open_failures else ""))
+
 
 class CaptureThread(threading.Thread):
     """Read frames from a source into a :class:`LatestFrameSlot` on a daemon thread.
 
     Args:
         source: a :class:`SourceSpec`.
-        slot: where frames go (the consumer side).
+        slot: where frames go (the consumer side): a :class:`LatestFrameSlot` or a :class:`FrameQueue`
+            (see :func:`make_frame_queue`).
         realtime: pace file sources at their frame rate (a file then behaves like a camera); ignored for live ones.
         backoff: reconnection policy for live sources.
         open_timeout_s, read_timeout_s: FFmpeg open/read timeouts for streams (seconds).
@@ -162,7 +270,7 @@ class CaptureThread(threading.Thread):
     :attr:`stats` says why (``ended`` / ``error``).
     """
 
-    def __init__(self, source: SourceSpec, slot: LatestFrameSlot, realtime: bool = True, backoff: Backoff | None = None,
+    def __init__(self, source: SourceSpec, slot: LatestFrameSlot | FrameQueue, realtime: bool = True, backoff: Backoff | None = None,
                  open_timeout_s: float = 5.0, read_timeout_s: float = 5.0):
         super().__init__(name="actionvos-capture", daemon=True)
         self.source = source
@@ -215,15 +323,18 @@ class CaptureThread(threading.Thread):
         last_frame_time = time.monotonic()
         try:
             while not self._stop_event.is_set():
+                self.stats.open_attempts += 1
                 cap = self._open()
                 if cap is None:
                     self.stats.open_failures += 1
+                    self.stats.history.append(f"open attempt {self.stats.open_attempts} failed")
                     if not self.source.live:
                         self.stats.error = f"cannot open {self.source}"
                         return
                     if self._give_up(last_frame_time):
                         return
-                    log.info("capture: cannot open %s, retrying in %.1f s", self.source, delay)
+                    log.warning("capture: cannot open %s (attempt %d); retrying in %.1f s", self.source,
+                                self.stats.open_attempts, delay)
                     self._stop_event.wait(delay)
                     delay = min(delay * 2, self.backoff.maximum)
                     continue
@@ -272,6 +383,10 @@ class CaptureThread(threading.Thread):
         finally:
             self._opened.set()
             self.slot.close()
+            if self.stats.error:
+                log.warning("capture: %s ended: %s (%s)", self.source, self.stats.error, self.stats.state())
+            else:
+                log.info("capture: %s %s: %s", self.source, "ended" if self.stats.ended else "stopped", self.stats.state())
 
     def _give_up(self, last_frame_time: float) -> bool:
         limit = self.backoff.give_up_after

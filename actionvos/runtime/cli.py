@@ -20,10 +20,10 @@ def camera(
     source: str = typer.Option(..., "--source", help="Camera index (0), /dev/videoN, rtsp://... / http://... URL, or a video file."),
     action: str = typer.Option(..., "--action", help="The action (narration) verbatim, e.g. \"move box\"."),
     objects: str = typer.Option(..., "--objects", help="Comma-separated object names, e.g. \"box,pen,right hand\"."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ActionVOS .pth (PyTorch backend)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ActionVOS .pth (PyTorch backend). Default (no --checkpoint/--onnx/--engine): the bundled demo model (trained on two short videos, not the paper's model)."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="Folder from `actionvos export` (ONNX Runtime backend)."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="Folder with text_encoder.engine + segmenter.engine (TensorRT)."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with RoBERTa vocab.json + merges.txt."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with RoBERTa vocab.json + merges.txt (default with the demo model: its own)."),
     backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or pytorch (auto picks the fastest and logs why)."),
     device: Optional[str] = typer.Option(None, "--device", help="PyTorch device (cpu/cuda) or onnxruntime provider (auto/tensorrt/cuda/cpu)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Model preset for --checkpoint (default: inferred)."),
@@ -34,18 +34,21 @@ def camera(
     horizon: int = typer.Option(30, "--horizon", help="EMA time constant in frames (--temporal ema)."),
     pos_thres: Optional[float] = typer.Option(None, "--pos-thres", help="Positive-gate threshold in [0, 1] (default: the model's, 0.75)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Model input HxW (default: shorter side of the model, or the graph's size)."),
-    record: Optional[Path] = typer.Option(None, "--record", help="Record the rendered frames to this MP4."),
-    record_fps: Optional[float] = typer.Option(None, "--record-fps", help="Frame rate of the recording (default: the source's)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Record the rendered frames to this MP4 (frames at their capture times: it plays as long as the session ran)."),
+    record_fps: Optional[float] = typer.Option(None, "--record-fps", help="Output frame rate of the recording (default: the source's)."),
     no_display: bool = typer.Option(False, "--no-display", help="Run without a window (headless machines)."),
+    serve: Optional[str] = typer.Option(None, "--serve", help="Serve the live view, HUD and a prompt form in a browser at HOST:PORT (or PORT: 127.0.0.1). No authentication: bind another address only on a trusted network. Implies --no-display. Needs: pip install 'actionvos\\[serve]'."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
-    no_realtime: bool = typer.Option(False, "--no-realtime", help="Read video files as fast as possible instead of at their frame rate."),
+    no_realtime: bool = typer.Option(False, "--no-realtime", help="Process every frame of a video file, in order, as fast as inference goes (default: play it at its frame rate like a camera, dropping frames inference cannot keep up with)."),
     reconnect_timeout: float = typer.Option(60.0, "--reconnect-timeout", help="Give up on a dropped live source after this many seconds."),
     prompt_cache: str = typer.Option("off", "--prompt-cache", help="Persist text features: off, auto (next to the model) or a .npz path."),
 ) -> None:
-    """Segment the objects of an action live, with an overlay window, HUD, recording and reconnection.
+    """Segment the objects of an action live, with an overlay window (or a browser view), HUD, recording and reconnection.
 
     Keys in the window: a = type a new action, o = type new objects, Enter = apply, Esc = cancel, q = quit.
+    With --serve, the page has a form for the action and objects instead. A source that never delivers a frame is an
+    error (exit 2).
     """
     from actionvos.runtime.camera import CameraOptions, run_camera
     from actionvos.runtime.capture import Backoff, parse_source
@@ -60,16 +63,30 @@ def camera(
         raise ConfigError(f"--reconnect-timeout must be > 0 seconds, got {reconnect_timeout}")
     if record is not None and record.suffix.lower() != ".mp4":
         raise ConfigError(f"--record {str(record)!r} must end in .mp4")
+    if record_fps is not None and not record_fps > 0:
+        raise ConfigError(f"--record-fps must be > 0, got {record_fps}")
+    serve_at = None
+    if serve is not None:
+        from actionvos.runtime.serve import parse_serve_address, require_serve_deps
+
+        serve_at = parse_serve_address(serve)
+        require_serve_deps()
+        no_display = True
     spec = parse_source(source)
     config = StreamConfig(temporal=temporal, horizon=horizon, window=window, pos_thres=pos_thres,
                           input_size=parse_size(input_size)).check()
     options = CameraOptions(display=not no_display, record=record, record_fps=record_fps, duration=duration,
                             max_frames=max_frames, realtime=not no_realtime,
-                            backoff=Backoff(give_up_after=reconnect_timeout))
+                            backoff=Backoff(give_up_after=reconnect_timeout), serve=serve_at)
     if options.display:
         from actionvos.runtime.camera import check_display
 
         check_display()
+    if checkpoint is None and onnx is None and engine is None:
+        from actionvos.demo import DEMO_CHECKPOINT, DEMO_NOTE, DEMO_TOKENIZER
+
+        log.info("no --checkpoint/--onnx/--engine: using the bundled demo model %s (%s)", DEMO_CHECKPOINT, DEMO_NOTE)
+        checkpoint, tokenizer = DEMO_CHECKPOINT, tokenizer or DEMO_TOKENIZER
     session = open_session(backend, checkpoint=checkpoint, onnx=onnx, engine=engine, tokenizer=tokenizer, device=device,
                            preset=preset, threads=threads, plugin_library=plugin_library, config=config,
                            prompt_cache=prompt_cache)
