@@ -1,12 +1,13 @@
 """The ``actionvos`` command: a thin typer layer over library functions.
 
 Each subcommand lives in the package that implements it and is registered here. Errors of type
-:class:`actionvos.errors.ActionVOSError` are printed as one line (traceback with ``--debug``) and
-exit with a non-zero code.
+:class:`actionvos.errors.ActionVOSError` and ``OSError`` (full disk, permissions, ...) are printed as one line
+(traceback with ``--debug``) and exit with a non-zero code; SIGTERM / SIGHUP are handled like Ctrl-C (:func:`run_app`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -53,28 +54,55 @@ def _register() -> None:
 def run_app(typer_app: typer.Typer, args: list[str], debug: bool, prog_name: str | None = None) -> None:
     """Run a typer app with the one-line error policy shared by ``actionvos`` and ``actionvos-export``.
 
-    :class:`ActionVOSError` → ``error: <message>`` on stderr and its exit code (traceback only with ``debug``);
-    Ctrl-C → exit 130; click usage errors → click's message and code; anything else is a bug and propagates.
+    * :class:`ActionVOSError` → ``error: <message>`` on stderr and its exit code (2).
+    * ``OSError`` (ENOSPC, EACCES, EISDIR, EROFS, ...) → ``error: <what>: '<path>' (<ERRNO>); <fix>``
+      (:func:`actionvos.io_utils.describe_os_error`) and exit 1: the environment refused, not a usage error.
+    * Ctrl-C → exit 130; SIGTERM / SIGHUP (``timeout``, docker, systemd, a closed terminal) are handled the same way
+      (:func:`actionvos.signals.termination_signals`: the command finalises its outputs) and exit ``128 + signal``
+      (143, 129).
+    * click usage errors → click's message and code.
+
+    Tracebacks only with ``debug``; anything else is a bug and propagates with its traceback.
     """
     import click
 
-    try:
-        rc = typer_app(args=args, prog_name=prog_name, standalone_mode=False)
-    except ActionVOSError as err:
-        if debug:
+    from actionvos.io_utils import describe_os_error
+    from actionvos.signals import interrupt_exit_code, interrupt_signal_name, received_signal, termination_signals
+
+    def interrupted(err: BaseException | None) -> None:
+        code = interrupt_exit_code(err)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            typer.echo(f"interrupted ({interrupt_signal_name(err)})" if code != 130 else "interrupted", err=True)
+        sys.exit(code)
+
+    with termination_signals():
+        try:
+            rc = typer_app(args=args, prog_name=prog_name, standalone_mode=False)
+        except ActionVOSError as err:
+            if debug:
+                raise
+            typer.echo(f"error: {err}", err=True)
+            sys.exit(err.exit_code)
+        except OSError as err:
+            if debug:
+                raise
+            typer.echo(f"error: {describe_os_error(err)}", err=True)
+            sys.exit(1)
+        except (KeyboardInterrupt, click.exceptions.Abort) as err:
+            interrupted(err)
+        except click.exceptions.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.exceptions.Exit as err:
+            sys.exit(err.exit_code)
+        except SystemExit as err:
+            if err.code == 130 and received_signal() is not None:  # a command's own Ctrl-C exit, caused by SIGTERM/SIGHUP
+                sys.exit(interrupt_exit_code(err))
             raise
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except click.exceptions.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    if isinstance(rc, int) and rc:  # a command's non-zero return (typer maps Ctrl-C to 130 this way)
-        sys.exit(rc)
+        if isinstance(rc, int) and rc:  # a command's non-zero return (typer maps Ctrl-C to 130 this way)
+            if rc == 130 and received_signal() is not None:
+                sys.exit(interrupt_exit_code())
+            sys.exit(rc)
 
 
 def main() -> None:

@@ -130,11 +130,13 @@ def run(
     """Segment the objects involved in an action; writes one palette PNG per frame (spec 3.9)."""
     try:
         _run(**locals())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         # typer turns KeyboardInterrupt into a *returned* 130 when not standalone, which the entry point
-        # would drop; exit here so Ctrl-C always ends with status 130.
+        # would drop; exit here so Ctrl-C always ends with status 130 (SIGTERM 143, SIGHUP 129).
+        from actionvos.signals import interrupt_exit_code
+
         typer.echo(f"interrupted: frames already written are kept in {output} (summary.json: interrupted: true)", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(interrupt_exit_code(err)) from None
 
 
 def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_template, pos_thres, device, split, no_overlay,
@@ -185,8 +187,9 @@ def _run(input, action, objects, checkpoint, tokenizer, output, preset, prompt_t
     model, cfg, meta = load_model(checkpoint, preset=preset, device=device)
     if prompts is not None and prompt_template is None:
         prompts = build_prompts(action, objects, cfg.prompt_template)  # the checkpoint's own template
-    if force:
-        _clear_stale_frames(output, [v.name for v in source.videos])
+    from actionvos.inference.writers import prepare_output_dir
+
+    prepare_output_dir(output, force, [v.name for v in source.videos])
     summary = run_offline(
         source,
         prompts,
@@ -218,8 +221,9 @@ def _run_stream(source, prompts, action_objects, output, *, checkpoint, tokenize
                            device=device, preset=preset, config=config)
     if prompts is not None and prompt_template is None:  # the model's own template, as the offline path does
         prompts = build_prompts(*action_objects, session.template)
-    if force:
-        _clear_stale_frames(output, [v.name for v in source.videos])
+    from actionvos.inference.writers import prepare_output_dir
+
+    prepare_output_dir(output, force, [v.name for v in source.videos])
     with session:
         summary = run_stream(source, prompts, session, output, overlay=overlay, progress=progress,
                              settings={"checkpoint": str(checkpoint), "onnx": str(onnx), "engine": str(engine),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 
 from actionvos.errors import InputError
 from actionvos.inference.prompts import Prompt, prompts_from_expressions
+from actionvos.io_utils import safe_child
 
 __all__ = [
     "Clip",
@@ -29,7 +31,10 @@ __all__ = [
     "open_source",
     "IMAGE_SUFFIXES",
     "FRAME_FOLDER_FPS",
+    "truncation_tolerance",
 ]
+
+log = logging.getLogger(__name__)
 
 #: File suffixes (lower case) taken as frames in a folder.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -64,6 +69,9 @@ class VideoSource(abc.ABC):
         fps: playback rate for the overlay video.
         num_frames: frame count for progress display (a video header's count may be off by a frame or two).
         prompts: per-video prompts from an expression file, or ``None`` to use the run's prompts.
+        frames_expected: frames the container header (or the frame list) declares; ``None`` when unknown.
+        frames_decoded: frames yielded by the last :meth:`clips` iteration so far.
+        decode_complete: the last :meth:`clips` iteration reached the end of the video.
     """
 
     name: str
@@ -71,10 +79,26 @@ class VideoSource(abc.ABC):
     fps: float
     num_frames: int
     prompts: list[Prompt] | None = None
+    frames_expected: int | None = field(default=None, kw_only=True)
+    frames_decoded: int = field(default=0, init=False)
+    decode_complete: bool = field(default=False, init=False)
 
     @abc.abstractmethod
     def clips(self, max_frames: int) -> Iterator[Clip]:
         """Yield the video as consecutive clips of at most ``max_frames`` frames, loading them lazily."""
+
+    @property
+    def truncated(self) -> bool:
+        """True when decoding reached the end of the file clearly before ``frames_expected`` frames
+        (more than :func:`truncation_tolerance` short): a cut-off or damaged file."""
+        return (self.decode_complete and self.frames_expected is not None
+                and self.frames_decoded < self.frames_expected - truncation_tolerance(self.frames_expected))
+
+
+def truncation_tolerance(expected: int) -> int:
+    """Frames a complete video may fall short of its header's count (headers are often off by one or two):
+    ``max(2, 0.5 % of expected)``."""
+    return max(2, int(0.005 * expected))
 
 
 def _quiet_ffmpeg() -> None:
@@ -115,10 +139,15 @@ class VideoFileSource(VideoSource):
             cap.release()
         fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else FRAME_FOLDER_FPS
         h, w = frame.shape[:2]
-        return cls(name=path.stem, size=(h, w), fps=fps, num_frames=max(count, 1), path=path)
+        return cls(name=path.stem, size=(h, w), fps=fps, num_frames=max(count, 1), path=path,
+                   frames_expected=count if count > 0 else None)
 
     def clips(self, max_frames: int) -> Iterator[Clip]:
         """Decode frames in order (BGR to RGB) and yield clips of at most ``max_frames``.
+
+        Counts the decoded frames in :attr:`frames_decoded`; when the file ends clearly before the frame count of
+        its header (:attr:`truncated`: a cut-off download or copy, a damaged file), a warning naming both counts is
+        logged on stderr and the run goes on with the frames there are.
 
         Raises:
             InputError: when the video can no longer be opened, or a frame changes size.
@@ -129,6 +158,7 @@ class VideoFileSource(VideoSource):
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise InputError(f"cannot open video {str(self.path)!r}")
+        self.frames_decoded, self.decode_complete = 0, False
         try:
             index = 0
             while True:
@@ -140,6 +170,9 @@ class VideoFileSource(VideoSource):
                     if bgr.shape[:2] != self.size:
                         raise InputError(f"video {str(self.path)!r}: frame {index + len(frames)} is {bgr.shape[1]}x{bgr.shape[0]}, not {self.size[1]}x{self.size[0]}")
                     frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                self.frames_decoded += len(frames)
+                if len(frames) < max_frames:  # end of the file
+                    self._end_of_file()
                 if not frames:
                     return
                 names = [f"{i:05d}" for i in range(index, index + len(frames))]
@@ -149,6 +182,13 @@ class VideoFileSource(VideoSource):
                     return
         finally:
             cap.release()
+
+    def _end_of_file(self) -> None:
+        self.decode_complete = True
+        if self.truncated:
+            log.warning("video %r ends after %d of the %d frames its header declares (a truncated or damaged file); "
+                        "the outputs cover the %d decoded frames only (summary.json: truncated: true)",
+                        str(self.path), self.frames_decoded, self.frames_expected, self.frames_decoded)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -184,7 +224,8 @@ class FrameListSource(VideoSource):
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise InputError(f"frame {str(missing[0])!r} does not exist{more}")
         first = read_image(paths[0])
-        return cls(name=name, size=first.shape[:2], fps=fps, num_frames=len(paths), prompts=prompts, paths=list(paths))
+        return cls(name=name, size=first.shape[:2], fps=fps, num_frames=len(paths), prompts=prompts, paths=list(paths),
+                   frames_expected=len(paths))
 
     def clips(self, max_frames: int) -> Iterator[Clip]:
         """Read the frames in list order and yield clips of at most ``max_frames``.
@@ -192,6 +233,7 @@ class FrameListSource(VideoSource):
         Raises:
             InputError: an unreadable frame, or a frame whose size differs from the first one.
         """
+        self.frames_decoded, self.decode_complete = 0, False
         for start in range(0, len(self.paths), max_frames):
             chunk = self.paths[start : start + max_frames]
             frames = []
@@ -200,6 +242,8 @@ class FrameListSource(VideoSource):
                 if img.shape[:2] != self.size:
                     raise InputError(f"frame {str(p)!r} is {img.shape[1]}x{img.shape[0]}, but the video's frames are {self.size[1]}x{self.size[0]}")
                 frames.append(img)
+            self.frames_decoded += len(frames)
+            self.decode_complete = start + max_frames >= len(self.paths)
             yield Clip(start=start, names=[p.stem for p in chunk], frames=np.stack(frames))
 
 
@@ -226,7 +270,8 @@ def _open_folder(path: Path) -> InputSource:
     if len(set(stems)) != len(stems):
         dup = next(s for s in stems if stems.count(s) > 1)
         raise InputError(f"folder {str(path)!r} has two frames named {dup!r} (different extensions); keep one")
-    return InputSource("frames", path, [FrameListSource.from_paths(path.name, files)])
+    name = path.resolve().name or "frames"  # `actionvos run .` names the video after the current folder
+    return InputSource("frames", path, [FrameListSource.from_paths(name, files)])
 
 
 def _open_expression_file(json_path: Path, root: Path, split: str) -> InputSource:
@@ -239,19 +284,22 @@ def _open_expression_file(json_path: Path, root: Path, split: str) -> InputSourc
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict) or not videos:
         raise InputError(f"expression file {str(json_path)!r} has no 'videos' (spec 5.3 layout: {{\"videos\": {{name: {{\"expressions\", \"frames\"}}}}}})")
-    image_dir = root / "JPEGImages_Sparse" / split
+    image_dir = safe_child(root / "JPEGImages_Sparse", split, what="--split",
+                           fix="pass a plain split name such as val or train")
     if not image_dir.is_dir():
         raise InputError(f"frame folder {str(image_dir)!r} does not exist; check the dataset root or --split")
     sources: list[VideoSource] = []
+    fix = f"video and frame names in {str(json_path)!r} must be plain names (no '..', '/' or absolute paths); fix that entry"
     for name, entry in videos.items():
         where = f"{json_path.name}: video {name!r}"
+        video_dir = safe_child(image_dir, name, what=f"{json_path.name}: video name", fix=fix)
         if not isinstance(entry, dict):
             raise InputError(f"{where} is not an object")
         frames = entry.get("frames")
         if not isinstance(frames, list) or not frames or not all(isinstance(f, str) and f for f in frames):
             raise InputError(f"{where}: 'frames' must be a non-empty list of frame names")
         prompts = prompts_from_expressions(entry.get("expressions"), where)
-        paths = [image_dir / name / f"{f}.jpg" for f in frames]
+        paths = [safe_child(video_dir, f, what=f"{where}: frame name", fix=fix).with_name(f"{f}.jpg") for f in frames]
         # named "{split}/{video}" so outputs land in the official layout {output}/{split}/{video}/{frame}.png (spec 3.9)
         sources.append(FrameListSource.from_paths(f"{split}/{name}", paths, prompts=prompts))
     return InputSource("expression_file", json_path, sources)

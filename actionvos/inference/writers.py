@@ -1,21 +1,28 @@
 """Outputs of offline inference: palette label PNGs, an overlay MP4 and ``summary.json``.
 
-Every file is written atomically (temporary sibling, then rename; :mod:`actionvos.io_utils`), so an
-interrupted run leaves whole files only.
+Every file is written atomically and verified before it gets its final name (temporary sibling, size check, then
+rename; :mod:`actionvos.io_utils`), so an interrupted run (Ctrl-C, SIGTERM, SIGHUP) or a full disk leaves whole
+files only. :func:`prepare_output_dir` makes ``--force`` replace an earlier run's outputs as a whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from actionvos.errors import ActionVOSError, InputError
-from actionvos.io_utils import atomic_path, atomic_write_json
+from actionvos.io_utils import (atomic_path, atomic_write_bytes, atomic_write_json, clean_stale_temps,
+                                describe_os_error, safe_child)
+from actionvos.signals import deferred_termination, interrupt_signal_name
 
 __all__ = [
     "davis_palette",
@@ -25,8 +32,12 @@ __all__ = [
     "VideoSummary",
     "Summary",
     "write_summary",
+    "summary_on_exit",
+    "prepare_output_dir",
     "RANDOM_WEIGHTS_NOTE",
 ]
+
+log = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS_NOTE = (
     "random-weights checkpoint (pipeline check only): the masks are not meaningful; "
@@ -58,8 +69,12 @@ _PALETTE = davis_palette()
 def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
     """Write ``labels`` (``[H, W]`` uint8, 0 = background, ``i + 1`` = prompt ``i``) as a palette PNG, atomically.
 
+    The PNG is encoded in memory and the file's size is checked against it before the rename, so a full disk
+    never leaves a truncated PNG under ``path``.
+
     Raises:
         ValueError: when ``labels`` is not a 2-D uint8 array.
+        OSError / InputError: the file cannot be written (see :func:`actionvos.io_utils.atomic_path`).
     """
     from PIL import Image
 
@@ -68,8 +83,9 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
     h, w = labels.shape
     img = Image.frombytes("P", (w, h), np.ascontiguousarray(labels).tobytes())
     img.putpalette(_PALETTE.tobytes())
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 class OverlayWriter:
@@ -219,7 +235,12 @@ class ObjectStats:
 
 @dataclass
 class VideoSummary:
-    """One video's outputs: its frame folder, overlay, size and per-object stats."""
+    """One video's outputs: its frame folder, overlay, size and per-object stats.
+
+    ``frames_expected`` / ``frames_decoded`` / ``truncated`` come from the source via :meth:`record_decode`:
+    the frame count the container (or frame list) declares, the frames actually decoded, and whether decoding
+    ended early at the end of the file (a truncated or damaged video, also warned about on stderr).
+    """
 
     name: str
     size: tuple[int, int]
@@ -227,6 +248,16 @@ class VideoSummary:
     clips: int = 0
     overlay: str | None = None
     objects: list[ObjectStats] = field(default_factory=list)
+    frames_expected: int | None = None
+    frames_decoded: int | None = None
+    truncated: bool = False
+
+    def record_decode(self, source) -> None:
+        """Copy the decode counts of ``source`` (a :class:`~actionvos.inference.video_io.VideoSource` after its
+        ``clips()`` ran; objects without the attributes are ignored)."""
+        self.frames_expected = getattr(source, "frames_expected", None)
+        self.frames_decoded = getattr(source, "frames_decoded", None)
+        self.truncated = bool(getattr(source, "truncated", False))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +265,9 @@ class VideoSummary:
             "height": self.size[0],
             "width": self.size[1],
             "frames_written": self.frames_written,
+            "frames_expected": self.frames_expected,
+            "frames_decoded": self.frames_decoded,
+            "truncated": self.truncated,
             "clips": self.clips,
             "overlay": self.overlay,
             "objects": [o.to_dict() for o in self.objects],
@@ -242,7 +276,11 @@ class VideoSummary:
 
 @dataclass
 class Summary:
-    """Everything ``summary.json`` reports: settings, per-video/per-object stats, time per stage (seconds)."""
+    """Everything ``summary.json`` reports: settings, per-video/per-object stats, time per stage (seconds).
+
+    ``interrupted`` is set by Ctrl-C, SIGTERM or SIGHUP, ``signal`` names which (``"SIGINT"``, ``"SIGTERM"``,
+    ``"SIGHUP"``); ``error`` holds the one-line message of an error that ended the run (also disk errors).
+    """
 
     input: str
     input_kind: str
@@ -251,6 +289,7 @@ class Summary:
     videos: list[VideoSummary] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    signal: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,28 +301,180 @@ class Summary:
 
 
 def write_summary(path: str | os.PathLike, summary: Summary) -> None:
-    """Write ``summary`` as JSON to ``path`` atomically."""
-    atomic_write_json(path, summary.to_dict())
+    """Write ``summary`` as JSON to ``path`` atomically (size-checked before the rename; see :mod:`actionvos.io_utils`).
+
+    A termination signal arriving during the write is held until the file is complete.
+    """
+    with deferred_termination():
+        atomic_write_json(path, summary.to_dict())
 
 
 @contextlib.contextmanager
 def summary_on_exit(path: str | os.PathLike, summary: Summary, finish: Callable[[], None]) -> Iterator[Summary]:
     """Record how a run ended and always write its summary (offline and streaming runs share this).
 
-    Ctrl-C sets ``interrupted``; an error sets ``error`` (its one-line message); either is re-raised after
-    ``finish()`` (close progress bars, store timings) and the atomic write of ``summary.json`` at ``path``.
+    Ctrl-C, SIGTERM and SIGHUP (:mod:`actionvos.signals` turns the latter into a ``KeyboardInterrupt`` subclass)
+    set ``interrupted`` and ``signal``; an error sets ``error`` (its one-line message; for ``OSError`` the path and
+    the fix). Either is re-raised after ``finish()`` (close progress bars, store timings) and the atomic write of
+    ``summary.json`` at ``path``. If that write fails too (e.g. the disk is full) while another exception is
+    propagating, a warning is logged and the original exception wins; after a successful run the write error
+    is raised.
     """
+    failed = True
     try:
         yield summary
-    except KeyboardInterrupt:
+        failed = False
+    except KeyboardInterrupt as err:
         summary.interrupted = True
+        summary.signal = interrupt_signal_name(err)
         raise
     except ActionVOSError as err:
         summary.error = str(err)
+        raise
+    except OSError as err:
+        summary.error = describe_os_error(err)
         raise
     except Exception as err:
         summary.error = f"{type(err).__name__}: {err}"
         raise
     finally:
         finish()
-        write_summary(path, summary)
+        try:
+            write_summary(path, summary)
+        except (OSError, ActionVOSError) as werr:
+            if not failed:
+                raise
+            detail = describe_os_error(werr) if isinstance(werr, OSError) else str(werr)
+            log.warning("summary.json could not be written either: %s", detail)
+
+
+def _read_old_summary(output: Path) -> dict | None:
+    """The earlier run's ``summary.json`` in ``output`` (``None`` if there is none).
+
+    Raises:
+        InputError: it exists but is not a readable summary (refuse rather than guess what belongs to that run).
+    """
+    path = output / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        data, reason = None, f"{type(err).__name__}: {err}"
+    else:
+        reason = "it has no 'videos' list"
+    if not isinstance(data, dict) or not isinstance(data.get("videos"), list) or not all(
+            isinstance(v, dict) and isinstance(v.get("name"), str) for v in data["videos"]):
+        raise InputError(f"output folder {str(output)!r} has a summary.json that is not an actionvos run summary "
+                         f"({reason}); remove the folder or choose another --output")
+    return data
+
+
+def _run_outputs(output: Path, name: str) -> list[Path]:
+    """The files a run writes for video ``name`` that exist: ``{name}/*.png`` and ``{name}_overlay.mp4``.
+
+    Raises:
+        InputError: ``name`` would lead outside ``output`` (:func:`~actionvos.io_utils.safe_child`).
+    """
+    fix = "remove that summary.json or choose another --output"
+    folder = safe_child(output, name, what="video name", nested=True, fix=fix)
+    found = [p for p in sorted(folder.glob("*.png")) if p.is_file()] if folder.is_dir() else []
+    overlay = safe_child(output, f"{name}_overlay.mp4", what="overlay name", nested=True, fix=fix)
+    if overlay.is_file():
+        found.append(overlay)
+    return found
+
+
+def _output_like(output: Path, max_depth: int = 3) -> set[Path]:
+    """Entries of ``output`` that look like run outputs: ``*_overlay.mp4`` files and folders holding ``*.png``
+    files directly (``{video}/`` or ``{split}/{video}/``), down to ``max_depth`` levels."""
+    found: set[Path] = set()
+
+    def walk(d: Path, depth: int) -> None:
+        for p in d.iterdir():
+            if p.is_symlink():
+                continue
+            if p.is_file() and p.name.endswith("_overlay.mp4"):
+                found.add(p)
+            elif p.is_dir():
+                if any(q.suffix.lower() == ".png" and q.is_file() for q in p.iterdir()):
+                    found.add(p)
+                if depth < max_depth:
+                    walk(p, depth + 1)
+    walk(output, 1)
+    return found
+
+
+def prepare_output_dir(output: str | os.PathLike, force: bool, video_names: Iterable[str] = (),
+                       started: float | None = None) -> None:
+    """Make ``output`` ready for a run that writes ``video_names``; with ``force`` replace an earlier run as a whole.
+
+    Call it after every input check passed and before the first output is written. In order:
+
+    1. ``output`` must be a writable folder or creatable (not a file, not under a file).
+    2. Temporary files of an earlier killed run (``.{name}.*.tmp*``, older than ``started``, default now) are removed
+       (:func:`actionvos.io_utils.clean_stale_temps`); they do not count as content.
+    3. A folder with other content needs ``force``. With ``force`` the earlier run's outputs are removed as a whole:
+       every video its ``summary.json`` lists (``{video}/*.png``, ``{video}_overlay.mp4``), the outputs of the videos
+       about to be written, and ``summary.json`` itself; empty video folders are removed; unrelated files are kept.
+       If run outputs remain that no summary accounts for (a run killed before writing its summary, a hand-made
+       folder of PNGs), nothing is removed and the run is refused, so a folder never ends up with a
+       ``summary.json`` that disagrees with its files.
+
+    Args:
+        output: the ``--output`` folder.
+        force: the user passed ``--force``.
+        video_names: ``VideoSource.name`` of every video of the new run (``"box"``, ``"val/00000001_box"``).
+        started: the run's start time (``time.time()``); temporary files newer than that are left alone.
+
+    Raises:
+        InputError: ``output`` is a file, lies under a file, is not writable, is not empty without ``force``,
+            holds an unreadable ``summary.json``, names in a summary that would lead outside ``output``, or run
+            outputs no summary accounts for.
+    """
+    output = Path(output)
+    started = time.time() if started is None else started
+    names = list(video_names)
+    if not output.exists():
+        parent = output.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(f"cannot create output folder {str(output)!r}: {str(parent)!r} is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"cannot create output folder {str(output)!r}: {str(parent)!r} is not writable")
+        return
+    if not output.is_dir():
+        raise InputError(f"output {str(output)!r} is a file, not a folder")
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {str(output)!r} is not writable")
+    clean_stale_temps(output, older_than=started)
+    if not any(output.iterdir()):
+        return
+    if not force:
+        raise InputError(f"output folder {str(output)!r} is not empty; pass --force to replace its earlier outputs")
+    old = _read_old_summary(output)
+    old_names = [v["name"] for v in old["videos"]] if old is not None else []
+    remove: list[Path] = []
+    folders: list[Path] = []
+    for name in dict.fromkeys(old_names + names):
+        remove += _run_outputs(output, name)
+        folders.append(output / name)
+    owned = set(remove) | {f for f in folders}
+    stray = sorted(p for p in _output_like(output) if p not in owned)
+    if stray:
+        shown = ", ".join(repr(str(p.relative_to(output))) for p in stray[:3]) + (" ..." if len(stray) > 3 else "")
+        why = "its summary.json does not list them" if old is not None else "it has no summary.json (a run killed before finishing?)"
+        raise InputError(f"output folder {str(output)!r} holds run outputs that --force cannot attribute ({shown}; {why}); "
+                         "remove them or choose an empty --output")
+    summary = output / "summary.json"
+    if summary.is_file():
+        summary.unlink()  # first: from here on the folder has no summary that could disagree with it
+    for p in remove:
+        p.unlink(missing_ok=True)
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        while folder != output and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    if remove:
+        log.info("--force: removed %d file(s) of the earlier run in %s", len(remove), output)

@@ -18,6 +18,7 @@ from typing import Any
 from actionvos.errors import ConfigError, InputError
 from actionvos.inference.prompts import Prompt
 from actionvos.inference.video_io import InputSource, open_source
+from actionvos.io_utils import safe_child
 from actionvos.inference.writers import (ObjectStats, OverlayWriter, Summary, VideoSummary, summary_on_exit,
                                          write_label_png)
 from actionvos.runtime.backends.base import Backend
@@ -110,10 +111,10 @@ def run_stream(
             vsum = VideoSummary(name=video.name, size=tuple(video.size))
             vsum.objects = [ObjectStats(name=p.name, prompt=p.text, label=i + 1) for i, p in enumerate(vprompts)]
             summary.videos.append(vsum)
-            frame_dir = output_dir / video.name
+            frame_dir = safe_child(output_dir, video.name, what="video name", nested=True)
             frame_dir.mkdir(parents=True, exist_ok=True)
             names = [p.name for p in vprompts]
-            writer_cm = (OverlayWriter(output_dir / f"{video.name}_overlay.mp4", video.fps, video.size, names)
+            writer_cm = (OverlayWriter(safe_child(output_dir, f"{video.name}_overlay.mp4", what="video name", nested=True), video.fps, video.size, names)
                          if overlay else contextlib.nullcontext())
             try:
                 with writer_cm as writer:
@@ -143,6 +144,7 @@ def run_stream(
                             timings["write"] += time.perf_counter() - t0
                             bar.update(1)
             finally:  # name the overlay only if it was finalised (an empty or interrupted one is dropped)
+                vsum.record_decode(video)
                 if overlay and (output_dir / f"{video.name}_overlay.mp4").is_file():
                     vsum.overlay = (output_dir / f"{video.name}_overlay.mp4").name
     return summary
