@@ -23,6 +23,8 @@ from actionvos.errors import ActionVOSError, InputError
 from actionvos.io_utils import (atomic_path, atomic_write_bytes, atomic_write_json, clean_stale_temps,
                                 describe_os_error, safe_child)
 from actionvos.signals import deferred_termination, interrupt_signal_name
+from actionvos.render import LegendRow, davis_palette, render_overlay
+from actionvos.video_out import H264Writer, VideoInfo
 
 __all__ = [
     "davis_palette",
@@ -43,24 +45,6 @@ RANDOM_WEIGHTS_NOTE = (
     "random-weights checkpoint (pipeline check only): the masks are not meaningful; "
     "use the released ActionVOS weights for real segmentations"
 )
-
-
-def davis_palette(n: int = 256) -> np.ndarray:
-    """The DAVIS / PASCAL VOC palette as ``[n, 3]`` uint8 RGB (bit-interleaved label bits).
-
-    0 is black, 1 (128,0,0), 2 (0,128,0), 3 (128,128,0), 4 (0,0,128), ... as in the ActionVOS
-    annotation PNGs (spec 3.9 step 5).
-    """
-    pal = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
 
 
 _PALETTE = davis_palette()
@@ -89,98 +73,75 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
 
 
 class OverlayWriter:
-    """MP4 (``mp4v``) of the frames with each object's mask blended in its palette colour and a legend.
+    """H.264 MP4 of the frames with each object's mask blended in its palette colour and the legend
+    (``box 0.716 ≥ 0.62 ✓``), drawn by :func:`actionvos.render.render_overlay` (the same renderer as the live HUD).
 
-    The video is written to a temporary sibling and renamed onto ``path`` by :meth:`close`, so a crash
-    never leaves a truncated file under the final name. Use as a context manager, or call
-    :meth:`close` (keep what was written) / :meth:`abort` (discard it).
+    The video is written by :class:`actionvos.video_out.H264Writer`: a temporary sibling, verified after closing
+    (h264 / yuv420p / frame count) and only then renamed onto ``path``, so a crash or a full disk never leaves a
+    broken file under the final name. Odd frame sizes are padded by one pixel (bottom / right). Use as a context
+    manager, or call :meth:`close` (keep what was written) / :meth:`abort` (discard it).
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], names: list[str], alpha: float = 0.5):
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], names: list[str], *,
+                 threshold: float, alpha: float = 0.5):
         """Open the writer.
 
         Args:
             path: final ``.mp4`` path.
-            fps: frames per second (> 0).
+            fps: frames per second (> 0): the rate of frames written without a timestamp.
             size: ``(H, W)`` of the frames, in pixels.
             names: object names; object ``i`` is drawn in palette colour ``i + 1``.
+            threshold: the positive-gate threshold the run used (from the model card or ``--pos-thres``), shown
+                in the legend; required, there is no default.
             alpha: mask opacity in [0, 1].
 
         Raises:
-            InputError: when OpenCV cannot open an ``mp4v`` writer at ``path``.
+            VideoWriteError (an InputError-like ActionVOSError and OSError): the file cannot be created.
         """
-        import cv2
-
         self.path = Path(path)
-        self.size = size
+        self.size = (int(size[0]), int(size[1]))
         self.names = list(names)
+        self.threshold = float(threshold)
         self.alpha = float(alpha)
-        self.frames_written = 0
-        self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
-        h, w = size
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
-        if not self._writer.isOpened():
-            self.abort()
-            raise InputError(f"cannot write overlay video {str(self.path)!r} (OpenCV has no mp4v encoder?); use --no-overlay")
+        self._video = H264Writer(self.path, fps, self.size)
 
-    def write(self, frame_rgb: np.ndarray, labels: np.ndarray, positive_prob: list[float], passed: list[bool]) -> None:
+    @property
+    def frames_written(self) -> int:
+        return self._video.frames_written
+
+    @property
+    def info(self) -> VideoInfo | None:
+        """What the file read back as after :meth:`close` (codec, frames, duration), else None."""
+        return self._video.info
+
+    def write(self, frame_rgb: np.ndarray, labels: np.ndarray, positive_prob: list[float], passed: list[bool],
+              t: float | None = None) -> None:
         """Append one frame.
 
         Args:
             frame_rgb: ``[H, W, 3]`` uint8 RGB original frame.
             labels: ``[H, W]`` uint8 merged labels (0 background, ``i + 1`` object ``i``).
-            positive_prob: per object, the clip's positive probability in [0, 1].
-            passed: per object, whether the clip passed the positive gate (spec 3.9 step 3).
+            positive_prob: per object, the positive probability in [0, 1] (the clip's with the clip rule).
+            passed: per object, whether it passed the positive gate (spec 3.9 step 3).
+            t: optional frame time in seconds (see :meth:`H264Writer.write`); None = ``index / fps``.
+        Raises:
+            ValueError: shapes / lengths do not match; VideoWriteError: the disk or encoder failed.
         """
-        import cv2
+        if len(positive_prob) != len(self.names) or len(passed) != len(self.names):
+            raise ValueError(f"{len(self.names)} objects but {len(positive_prob)} probabilities / {len(passed)} gate decisions")
+        rows = [LegendRow(n, float(p), bool(ok), i) for i, (n, p, ok) in enumerate(zip(self.names, positive_prob, passed))]
+        self._video.write(render_overlay(frame_rgb, labels, rows, self.threshold, alpha=self.alpha), t)
 
-        colours = _PALETTE[: len(self.names) + 1].astype(np.float32)
-        out = frame_rgb.astype(np.float32)
-        mask = labels > 0
-        out[mask] = (1 - self.alpha) * out[mask] + self.alpha * colours[labels[mask]]
-        bgr = cv2.cvtColor(np.clip(out + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-        self._draw_legend(bgr, positive_prob, passed)
-        self._writer.write(bgr)
-        self.frames_written += 1
+    def close(self) -> VideoInfo | None:
+        """Finish, verify and rename the file onto ``path`` (also after a partial run). Idempotent.
 
-    def _draw_legend(self, bgr: np.ndarray, positive_prob: list[float], passed: list[bool]) -> None:
-        import cv2
-
-        h = bgr.shape[0]
-        scale = max(0.3, min(1.0, h / 720))
-        line = int(22 * scale) + 4
-        for i, name in enumerate(self.names):
-            y = 4 + i * line
-            if y + line > h:
-                break
-            state = "pass" if passed[i] else "gated"
-            text = f"{name}  p={positive_prob[i]:.2f} {state}"
-            (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-            cv2.rectangle(bgr, (2, y), (2 + line + tw + 6, y + line), (0, 0, 0), -1)
-            r, g, b = (int(v) for v in _PALETTE[i + 1])
-            cv2.rectangle(bgr, (5, y + 3), (2 + line - 3, y + line - 3), (b, g, r), -1)
-            cv2.putText(bgr, text, (2 + line + 3, y + line - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-
-    def close(self) -> None:
-        """Finish the file and rename it onto ``path`` (also after a partial run). Idempotent.
-
-        With no frame written there is nothing to play (an empty MP4 cannot even be opened), so no file is left.
+        With no frame written there is nothing to play, so no file is left (returns None).
         """
-        if self.frames_written == 0:
-            self.abort()
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            self._ctx.__exit__(None, None, None)
+        return self._video.close()
 
     def abort(self) -> None:
-        """Release the writer and delete the temporary file; ``path`` is left untouched. Idempotent."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            err = RuntimeError("overlay aborted")
-            self._ctx.__exit__(RuntimeError, err, None)  # removes the temporary file, does not raise
+        """Delete the temporary file; ``path`` is left untouched. Idempotent."""
+        self._video.abort()
 
     def __enter__(self) -> "OverlayWriter":
         return self
@@ -196,8 +157,9 @@ class OverlayWriter:
 class ObjectStats:
     """Per-object results of one video; the counts are computed from the written label PNGs' values.
 
-    ``positive_prob`` / ``passed_gate`` are per clip (spec 3.9 step 3 gates whole clips);
-    ``passed_any`` is True when at least one clip passed.
+    ``positive_prob`` / ``passed_gate`` are per clip with the clip rule (spec 3.9 step 3 gates whole clips) and per
+    frame with the causal rule; ``positive_prob_per_frame`` always has one value per written frame (the value that
+    gated that frame); ``passed_any`` is True when at least one clip (frame) passed.
     """
 
     name: str
@@ -207,14 +169,18 @@ class ObjectStats:
     passed_gate: list[bool] = field(default_factory=list)
     frames_with_mask: int = 0
     mask_area_sum: int = 0
+    positive_prob_per_frame: list[float] = field(default_factory=list)
 
     def add_clip(self, positive_prob: float, passed: bool) -> None:
         """Record one clip's gate decision: ``positive_prob`` in [0, 1], ``passed`` = prob >= threshold."""
         self.positive_prob.append(round(float(positive_prob), 6))
         self.passed_gate.append(bool(passed))
 
-    def add_frame(self, labels: np.ndarray) -> None:
-        """Record one written frame: ``labels`` is ``[H, W]`` uint8 exactly as stored in its PNG."""
+    def add_frame(self, labels: np.ndarray, positive_prob: float | None = None) -> None:
+        """Record one written frame: ``labels`` is ``[H, W]`` uint8 exactly as stored in its PNG; ``positive_prob``
+        the probability that gated it."""
+        if positive_prob is not None:
+            self.positive_prob_per_frame.append(round(float(positive_prob), 6))
         area = int(np.count_nonzero(labels == self.label))
         self.frames_with_mask += int(area > 0)
         self.mask_area_sum += area
@@ -230,6 +196,7 @@ class ObjectStats:
             "passed_any": any(self.passed_gate),
             "frames_with_mask": self.frames_with_mask,
             "mean_mask_area_px": round(mean_area, 3),
+            "positive_prob_per_frame": self.positive_prob_per_frame,
         }
 
 
@@ -247,6 +214,7 @@ class VideoSummary:
     frames_written: int = 0
     clips: int = 0
     overlay: str | None = None
+    plot: str | None = None
     objects: list[ObjectStats] = field(default_factory=list)
     frames_expected: int | None = None
     frames_decoded: int | None = None
@@ -270,6 +238,7 @@ class VideoSummary:
             "truncated": self.truncated,
             "clips": self.clips,
             "overlay": self.overlay,
+            "plot": self.plot,
             "objects": [o.to_dict() for o in self.objects],
         }
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from actionvos.card import ModelCard
 from actionvos.runtime.prompt_cache import TextArrays
 
 __all__ = ["BackendInfo", "StepOutputs", "Backend"]
@@ -21,44 +22,46 @@ __all__ = ["BackendInfo", "StepOutputs", "Backend"]
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """What the session needs to know about a loaded model.
+    """What a loaded backend is: its name and the model card of the artifact it runs.
 
     Attributes:
         name: ``pytorch-cpu``, ``pytorch-cuda``, ``onnxruntime-cpu``, ``onnxruntime-cuda``, ``onnxruntime-tensorrt``
             or ``tensorrt``.
-        model_id: identifies the weights + text precision (prompt-cache key; e.g. checkpoint SHA-256 prefix).
-        num_queries: Q (5 for the released model).
-        short_side: resize target of the shorter frame side in pixels (spec 3.1; 360 released).
-        input_size: static ``(H, W)`` of the graph in pixels, or None when any size works (PyTorch).
-        window: static clip length T of the graph, or None when any length works (PyTorch).
-        pos_cls_thres, mask_threshold, background_prob: post-processing constants (spec 3.9: 0.75, 0.5, 0.1).
-        prompt_template: the ``{object}``/``{action}`` template the model was trained with (spec 4).
-        vocab_size, max_text_tokens: text-encoder limits used to check token ids.
-        weights_note: set when the artifact says its weights are random (pipeline check only).
+        card: the :class:`~actionvos.card.ModelCard` read from the artifact (the only source of thresholds, input
+            rule, template, precision, window and hashes).
     """
 
     name: str
-    model_id: str
-    num_queries: int
-    short_side: int
-    input_size: tuple[int, int] | None
-    window: int | None
-    pos_cls_thres: float
-    mask_threshold: float
-    background_prob: float
-    prompt_template: str
-    vocab_size: int
-    max_text_tokens: int
-    weights_note: str | None = None
+    card: ModelCard
+
+    @property
+    def model_id(self) -> str:
+        """Prompt-cache key of the text features (``card.model_id``)."""
+        return self.card.model_id
+
+    @property
+    def window(self) -> int | None:
+        """Static clip length T of the graph, or None when any length runs."""
+        return self.card.window
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """Static ``(H, W)`` of the graph, or None."""
+        return self.card.input.size
+
+    @property
+    def weights_note(self) -> str | None:
+        """Why the weights are not the paper's (random, demo), or None."""
+        return self.card.weights_note
 
 
 @dataclass
 class StepOutputs:
-    """Decoder outputs for the newest frame of a window, as numpy (logits, not probabilities).
+    """Decoder outputs of a window of T frames, as numpy (logits, not probabilities).
 
     Attributes:
-        query_logits: ``[P, Q]`` float32 class logits of the newest frame (``pred_logits[:, -1, :, 0]``).
-        mask_logits: ``[P, Q, h, w]`` float32 mask logits of the newest frame at stride 4 (``h = H/4``).
+        query_logits: ``[P, T, Q]`` float32 class logits per frame (``pred_logits[..., 0]``).
+        mask_logits: ``[P, T, Q, h, w]`` float32 mask logits per frame at stride 4 (``h = ceil(H/4)``).
         positive_logit: ``[P]`` float32 clip-level positive logit of the window (``pred_positives[:, 0]``, spec 0).
     """
 
@@ -94,7 +97,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def decode(self, window: Sequence[Any], text: Any) -> StepOutputs:
         """Fusion, transformer, pixel decoder and heads over a window of ``T`` frame handles (oldest first) and the
-        bound prompt set; returns the newest frame's outputs (spec 3.4–3.8)."""
+        bound prompt set; returns every frame's outputs (spec 3.4–3.8). The causal rule reads the newest frame, the
+        clip rule all of them."""
 
     def close(self) -> None:
         """Release device memory, sessions and streams. Idempotent."""

@@ -51,46 +51,40 @@ class TorchBackend(Backend):
 
     Args:
         model: a loaded :class:`~actionvos.model.actionvos.ActionVOS` in eval mode.
-        cfg: its :class:`~actionvos.model.config.ModelConfig`.
-        model_id: prompt-cache identity of the weights (checkpoint SHA-256 prefix).
+        card: its :class:`~actionvos.card.ModelCard` (from :func:`actionvos.artifacts.read_checkpoint_artifact`).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        weights_note: set when the checkpoint marks its weights as random.
     """
 
-    def __init__(self, model, cfg, model_id: str, device: str = "cpu", weights_note: str | None = None):
+    def __init__(self, model, card, device: str = "cpu"):
         import torch
 
         self.torch = torch
         self.model = model.eval()
-        self.cfg = cfg
+        self.cfg = card.config
         self.device = torch.device(device)
         kind = "cuda" if self.device.type == "cuda" else "cpu"
-        self.info = BackendInfo(
-            name=f"pytorch-{kind}", model_id=f"{model_id}:fp32", num_queries=cfg.num_queries, short_side=cfg.short_side,
-            input_size=None, window=None, pos_cls_thres=cfg.pos_cls_thres, mask_threshold=cfg.mask_threshold,
-            background_prob=cfg.background_prob, prompt_template=cfg.prompt_template, vocab_size=cfg.text.vocab_size,
-            max_text_tokens=cfg.text.max_position_embeddings - 2, weights_note=weights_note)
-        from actionvos.model.config import IMAGENET_MEAN, IMAGENET_STD
+        self.info = BackendInfo(name=f"pytorch-{kind}", card=card)
+        self._mean = torch.tensor(card.input.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(card.input.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        # CUDA: our MSDA kernel (fallback: the oracle, logged), optional FP16 / CUDA graphs (actionvos.model.cuda_fast)
+        self.fast = None
+        if self.device.type == "cuda":
+            from actionvos.model.cuda_fast import CudaFastPath
 
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255.0
+            self.fast = CudaFastPath(self.model, self.device)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", preset: str | None = None) -> "TorchBackend":
-        """Load a checkpoint strictly (:func:`actionvos.model.checkpoint.load_model`).
+    def from_checkpoint(cls, checkpoint: str | Path | None, device: str = "cpu", preset: str | None = None,
+                        tokenizer: str | Path | None = None) -> "TorchBackend":
+        """Load a checkpoint strictly (:func:`actionvos.artifacts.read_checkpoint_artifact`); None = the demo.
 
         Raises:
-            CheckpointError: unreadable or mismatched checkpoint.
+            CheckpointError / InputError / ConfigError: unreadable or mismatched checkpoint or tokenizer.
         """
-        from actionvos.model.checkpoint import file_sha256, load_model
+        from actionvos.artifacts import read_checkpoint_artifact
 
-        model, cfg, meta = load_model(checkpoint, preset=preset, device=device)
-        note = None
-        if meta.get("random_weights"):
-            from actionvos.inference.writers import RANDOM_WEIGHTS_NOTE
-
-            note = str(meta.get("weights_note") or RANDOM_WEIGHTS_NOTE)
-        return cls(model, cfg, file_sha256(checkpoint), device=device, weights_note=note)
+        art = read_checkpoint_artifact(checkpoint, tokenizer=tokenizer, preset=preset, device=device)
+        return cls(art.model, art.card, device=device)
 
     def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> TextArrays:
         """RoBERTa + resizer (spec 3.3) on ``[P, L]`` int64 ids → numpy :class:`TextArrays`."""
@@ -115,13 +109,13 @@ class TorchBackend(Backend):
             return self.model.encode_frames((x - self._mean) / self._std)
 
     def decode(self, window: Sequence[Any], text) -> StepOutputs:
-        """``decode`` over the concatenated window; returns the newest frame's outputs as numpy."""
+        """``decode`` over the concatenated window; returns every frame's outputs as numpy (:class:`StepOutputs`)."""
         torch = self.torch
         with torch.inference_mode():
             out = self.model.decode(cat_frame_features(list(window)), text)
             return StepOutputs(
-                query_logits=out["pred_logits"][:, -1, :, 0].float().cpu().numpy(),
-                mask_logits=out["pred_masks"][:, -1].float().cpu().numpy(),
+                query_logits=out["pred_logits"][..., 0].float().cpu().numpy(),
+                mask_logits=out["pred_masks"].float().cpu().numpy(),
                 positive_logit=out["pred_positives"][:, 0].float().cpu().numpy())
 
     def close(self) -> None:
