@@ -174,7 +174,7 @@ def test_overlay_writer_frame_count(tmp_path):
     import cv2
 
     path = tmp_path / "v_overlay.mp4"
-    with OverlayWriter(path, 10.0, (48, 64), ["box", "pen"]) as w:
+    with OverlayWriter(path, 10.0, (48, 64), ["box", "pen"], threshold=0.75) as w:
         assert not path.exists()  # written under a temporary name until closed
         for i in range(5):
             labels = np.zeros((48, 64), np.uint8)

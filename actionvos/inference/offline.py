@@ -113,7 +113,7 @@ def _run_video(video, prompts, text_feats, model, cfg, output_dir: Path, device,
     frame_dir.mkdir(parents=True, exist_ok=True)
     vsum.objects = [ObjectStats(name=p.name, prompt=p.text, label=i + 1) for i, p in enumerate(prompts)]
     overlay_path = safe_child(output_dir, f"{video.name}_overlay.mp4", what="video name", nested=True)
-    writer_cm = OverlayWriter(overlay_path, video.fps, video.size, [p.name for p in prompts]) if overlay else contextlib.nullcontext()
+    writer_cm = OverlayWriter(overlay_path, video.fps, video.size, [p.name for p in prompts], threshold=pos_thres) if overlay else contextlib.nullcontext()
     try:
         with writer_cm as writer:
             _segment_clips(video, text_feats, model, cfg, frame_dir, device, pos_thres, writer, timer, bar, vsum)

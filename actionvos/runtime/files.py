@@ -114,7 +114,8 @@ def run_stream(
             frame_dir = safe_child(output_dir, video.name, what="video name", nested=True)
             frame_dir.mkdir(parents=True, exist_ok=True)
             names = [p.name for p in vprompts]
-            writer_cm = (OverlayWriter(safe_child(output_dir, f"{video.name}_overlay.mp4", what="video name", nested=True), video.fps, video.size, names)
+            writer_cm = (OverlayWriter(safe_child(output_dir, f"{video.name}_overlay.mp4", what="video name", nested=True), video.fps, video.size, names,
+                                       threshold=session.pos_thres)
                          if overlay else contextlib.nullcontext())
             try:
                 with writer_cm as writer:

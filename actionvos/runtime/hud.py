@@ -2,9 +2,12 @@
 
 * :class:`LatencyStats` — fixed-size ring buffer of latencies (no growth over a long run), p50/p99 in ms.
 * :class:`RateMeter` — frames per second over a sliding window of timestamps.
-* :func:`render_frame` — overlay (DAVIS palette colours of :mod:`actionvos.inference.writers`) + legend + HUD.
+* :func:`render_frame` — overlay + legend + HUD lines, drawn by :func:`actionvos.render.render_overlay` (the same
+  renderer as the file overlay); BGR for OpenCV windows. :func:`render_frame_rgb` is the RGB version (web view),
+  :func:`hud_lines` the HUD text alone.
 * :class:`PromptEditor` — key handling for typing a new action (``a``) or object list (``o``) while running.
-* :class:`HudRecorder` — :class:`~actionvos.inference.writers.OverlayWriter` (atomic MP4) fed the rendered frames.
+* :class:`HudRecorder` — :class:`~actionvos.video_out.H264Writer` (verified, atomic H.264 MP4) fed the rendered
+  frames, optionally with their capture timestamps.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actionvos.inference.writers import OverlayWriter, davis_palette
+from actionvos.render import LegendRow, render_overlay
+from actionvos.video_out import H264Writer
 
-__all__ = ["LatencyStats", "RateMeter", "HudInfo", "render_frame", "PromptEditor", "HudRecorder"]
-
-_PALETTE = davis_palette()
+__all__ = ["LatencyStats", "RateMeter", "HudInfo", "hud_lines", "render_frame", "render_frame_rgb", "PromptEditor",
+           "HudRecorder"]
 
 
 class LatencyStats:
@@ -74,8 +77,29 @@ class HudInfo:
     status: str = ""
 
 
-def render_frame(frame_rgb: np.ndarray, labels: np.ndarray, objects, hud: HudInfo | None, alpha: float = 0.5) -> np.ndarray:
-    """Compose the window image.
+def hud_lines(hud: HudInfo) -> list[str]:
+    """The HUD's header line: ``"12.3 FPS · p50 81 ms · p99 140 ms · dropped 3 · [pytorch]"`` (reconnects when any)."""
+    parts = [f"{hud.fps:.1f} FPS", f"p50 {hud.p50_ms:.0f} ms", f"p99 {hud.p99_ms:.0f} ms", f"dropped {hud.dropped}"]
+    if hud.reconnects:
+        parts.append(f"reconnects {hud.reconnects}")
+    if hud.backend:
+        parts.append(f"[{hud.backend}]")
+    return [" · ".join(parts)]
+
+
+def render_frame_rgb(frame_rgb: np.ndarray, labels: np.ndarray, objects, hud: HudInfo | None, alpha: float = 0.5, *,
+                     threshold: float | None = None) -> np.ndarray:
+    """Compose the live view as ``[H, W, 3]`` uint8 RGB (a new array); arguments as in :func:`render_frame`."""
+    rows = [LegendRow(o.name, float(o.positive_prob), bool(o.passed_gate), i) for i, o in enumerate(objects)]
+    header = hud_lines(hud) if hud is not None else []
+    footer = [hud.status] if hud is not None and hud.status else []
+    return render_overlay(frame_rgb, labels, rows, threshold, alpha=alpha, header=header, footer=footer)
+
+
+def render_frame(frame_rgb: np.ndarray, labels: np.ndarray, objects, hud: HudInfo | None, alpha: float = 0.5, *,
+                 threshold: float | None = None) -> np.ndarray:
+    """Compose the window image: masks, legend (``box 0.716 ≥ 0.62 ✓``), HUD line on top, status / prompt editor
+    line at the bottom, through :func:`actionvos.render.render_overlay` (so it matches the file overlay).
 
     Args:
         frame_rgb: ``[H, W, 3]`` uint8 RGB.
@@ -83,41 +107,13 @@ def render_frame(frame_rgb: np.ndarray, labels: np.ndarray, objects, hud: HudInf
         objects: per-object results with ``name``, ``positive_prob`` (0..1) and ``passed_gate``.
         hud: the HUD numbers, or None for overlay + legend only.
         alpha: mask opacity in [0, 1].
+        threshold: the session's positive-gate threshold (``session.pos_thres``, from the model card or
+            ``--pos-thres``). Pass it: without it the legend shows probability and decision but not the
+            threshold (there is deliberately no numeric default).
     Returns:
         ``[H, W, 3]`` uint8 BGR (OpenCV order), a new array.
     """
-    import cv2
-
-    bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
-    if labels.any():
-        colours = _PALETTE[:, ::-1][labels]  # BGR per pixel
-        blended = cv2.addWeighted(bgr, 1.0 - alpha, colours, alpha, 0.0)
-        mask = labels > 0
-        bgr[mask] = blended[mask]
-    h, w = bgr.shape[:2]
-    scale = max(0.35, min(0.8, h / 720))
-    line = int(24 * scale) + 6
-    rows = []
-    if hud is not None:
-        rows.append((f"{hud.fps:4.1f} FPS  p50 {hud.p50_ms:.0f} ms  p99 {hud.p99_ms:.0f} ms  dropped {hud.dropped}"
-                     + (f"  reconnects {hud.reconnects}" if hud.reconnects else "") + (f"  [{hud.backend}]" if hud.backend else ""), None))
-    for i, o in enumerate(objects):
-        rows.append((f"{o.name}  p={o.positive_prob:.2f} {'pass' if o.passed_gate else 'gated'}", i + 1))
-    if hud is not None and hud.status:
-        rows.append((hud.status, None))
-    for r, (text, label) in enumerate(rows):
-        y = 4 + r * line
-        if y + line > h:
-            break
-        x = 4
-        (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        cv2.rectangle(bgr, (2, y), (min(w - 1, 8 + tw + (line if label else 0)), y + line), (0, 0, 0), -1)
-        if label:
-            b, g, rr = (int(v) for v in _PALETTE[label][::-1])
-            cv2.rectangle(bgr, (5, y + 3), (2 + line - 3, y + line - 3), (b, g, rr), -1)
-            x = 2 + line + 2
-        cv2.putText(bgr, text, (x, y + line - 7), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return bgr
+    return np.ascontiguousarray(render_frame_rgb(frame_rgb, labels, objects, hud, alpha, threshold=threshold)[..., ::-1])
 
 
 class PromptEditor:
@@ -171,18 +167,24 @@ class PromptEditor:
         return None
 
 
-class HudRecorder(OverlayWriter):
-    """Record the rendered window frames (overlay + legend + HUD) to an MP4 with :class:`OverlayWriter`'s atomic
-    temporary-file-then-rename handling: :meth:`close` (also on Ctrl-C) leaves a complete file at ``path``."""
+class HudRecorder(H264Writer):
+    """Record the rendered window frames (overlay + legend + HUD) to an H.264 MP4 with
+    :class:`~actionvos.video_out.H264Writer` (temporary file, verified, renamed by :meth:`close`, also on Ctrl-C).
 
-    def write_bgr(self, bgr: np.ndarray) -> None:
-        """Append one ``[H, W, 3]`` uint8 BGR frame of the recording size."""
-        if self._writer is None:
-            raise RuntimeError("recording already closed")
+    ``HudRecorder(path, fps, size, names)``: ``size`` is ``(H, W)`` of the recording; ``names`` is accepted for
+    compatibility and unused (the legend is already in the rendered frames). Frames may carry their capture time
+    (``write_bgr(bgr, t)`` / ``write(rgb, t)``, seconds) so the recording plays in real time.
+    """
+
+    def __init__(self, path, fps: float, size: tuple[int, int], names=None):
+        super().__init__(path, fps, size)
+
+    def write_bgr(self, bgr: np.ndarray, t: float | None = None) -> None:
+        """Append one ``[H, W, 3]`` uint8 BGR frame (resized to the recording size if needed) at time ``t`` seconds
+        (None = ``index / fps``)."""
         h, w = self.size
         if bgr.shape[:2] != (h, w):
             import cv2
 
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
-        self._writer.write(bgr)
-        self.frames_written += 1
+        self.write(np.ascontiguousarray(bgr[..., ::-1]), t)

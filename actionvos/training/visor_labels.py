@@ -42,6 +42,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..io_utils import atomic_path, atomic_write_json
+from ..render import PALETTE
 
 __all__ = [
     "davis_palette", "read_epic_actions", "map_hos", "select_sparse_frames", "label_action",
@@ -55,17 +56,9 @@ PROMPT = "{object} used in the action of {narration}"
 
 
 def davis_palette() -> list[int]:
-    """The 768-entry DAVIS/VOC palette (0 black, 1 (128,0,0), 2 (0,128,0), ...)."""
-    pal = []
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += [r, g, b]
-    return pal
+    """The 768-entry DAVIS/VOC palette (0 black, 1 (128,0,0), 2 (0,128,0), ...) as ``PIL.Image.putpalette`` takes it;
+    the values are :data:`actionvos.render.PALETTE`."""
+    return PALETTE.reshape(-1).tolist()
 
 
 def _load_json(path: Path, what: str):
