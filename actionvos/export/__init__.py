@@ -10,6 +10,6 @@ Modules (nothing heavy is imported here):
 * :mod:`~actionvos.export.msda_export` — MSDA as one custom-op node per layer, or decomposed (GridSample).
 * :mod:`~actionvos.export.custom_ops` — the op's ONNX schema, NumPy reference and CPU execution paths.
 * :mod:`~actionvos.export.metadata`, :mod:`~actionvos.export.compare` — artifact metadata; per-output comparison.
-* :mod:`~actionvos.export.tensorrt_engine` — all TensorRT API use (engine build, sidecar JSON).
+* :mod:`actionvos.trt_api` (outside this package) — all TensorRT API use (engine build, sidecar JSON, engine run).
 * :mod:`~actionvos.export.trt_plugin`, :mod:`~actionvos.export.msda_cuda` — plugin library loader, CUDA kernels.
 """

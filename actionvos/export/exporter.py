@@ -13,7 +13,7 @@
 4. Metadata (:mod:`actionvos.export.metadata`) is embedded, the graph is checked with ``onnx.checker`` and
    shape inference (the custom op's schema is registered), optionally simplified, and every graph input and
    output is logged with shape and dtype.
-5. With ``fmt="engine"``, :mod:`actionvos.export.tensorrt_engine` builds one engine per graph.
+5. With ``fmt="engine"``, :func:`actionvos.trt_api.build_engine` builds one engine per graph.
 6. Everything is written into a temporary sibling directory that is renamed onto ``output`` at the end; an
    error or Ctrl-C removes it, leaving ``output`` absent or unchanged.
 
@@ -229,7 +229,7 @@ def validate_options(opts: ExportOptions, cfg=None) -> None:
     if opts.simplify and not _module_available("onnxsim"):
         raise ConfigError("--simplify needs onnx-simplifier; pip install onnxsim (or drop --simplify)")
     if opts.fmt == "engine":
-        from actionvos.export.tensorrt_engine import gpu_compute_capability
+        from actionvos.trt_api import gpu_compute_capability
 
         if gpu_compute_capability() is None:
             raise ConfigError("--format engine needs an NVIDIA GPU visible to CUDA (none found); export with "
@@ -512,7 +512,7 @@ def export_model(
                     _convert_fp16_in_place(path)
             onnx_paths[role] = output / spec.filename
         if fmt == "engine":
-            from actionvos.export.tensorrt_engine import build_engine
+            from actionvos.trt_api import build_engine
 
             cache = Path(timing_cache) if timing_cache else tmp / "timing.cache"
             for role in GRAPH_ROLES:

@@ -1,13 +1,12 @@
 """Locating, loading and version-checking the MSDA TensorRT plugin library.
 
 The plugin ``ActionVOS_MSDeformAttn`` (contract: ``trt_plugins/msda/README.md``) lives in
-``libactionvos_msda_plugin.so``, built by ``bash trt_plugins/build.sh``. This module imports neither torch nor
-tensorrt at import time; :func:`register_plugin` imports tensorrt when called.
+``libactionvos_msda_plugin.so``, built by ``bash trt_plugins/build.sh``. This module finds, dlopens (ctypes) and
+version-checks the library; it never imports torch or tensorrt. Registering the plugin with TensorRT is
+:func:`actionvos.trt_api.register_plugin` (all TensorRT API use is in :mod:`actionvos.trt_api`)::
 
-Typical use (engine build or deserialisation)::
-
-    from actionvos.export.trt_plugin import register_plugin
-    register_plugin(trt.get_plugin_registry())   # finds, version-checks and registers the library
+    from actionvos.trt_api import register_plugin
+    info = register_plugin()   # finds, version-checks and registers the library; info.sha256 goes into sidecars
 
 ONNX nodes that TensorRT's parser maps to the plugin: op type :data:`PLUGIN_NAME` in domain
 :data:`ONNX_DOMAIN` with attribute ``plugin_version`` = :data:`PLUGIN_VERSION`.
@@ -34,7 +33,6 @@ __all__ = [
     "plugin_trt_version",
     "installed_trt_major",
     "check_plugin_trt_major",
-    "register_plugin",
 ]
 
 PLUGIN_NAME = "ActionVOS_MSDeformAttn"
@@ -97,7 +95,7 @@ def load_plugin_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
     """dlopen the plugin library into this process (``RTLD_GLOBAL``) and return the handle.
 
     Loading alone does not register the plugin with TensorRT (the default build has no load-time registration);
-    use :func:`register_plugin` for that. Loading is cached per resolved path.
+    use :func:`actionvos.trt_api.register_plugin` for that. Loading is cached per resolved path.
 
     Args:
         path: the library; ``None`` searches with :func:`find_plugin_library`.
@@ -134,16 +132,18 @@ def plugin_trt_version(lib_path: str | os.PathLike | None = None) -> tuple[int, 
 
 
 def installed_trt_major() -> int:
-    """Major version of the installed ``tensorrt`` Python package (imports it).
+    """Major version of the installed ``tensorrt`` Python package (imports it through :mod:`actionvos.trt_api`).
 
     Raises:
         PluginLibraryError: tensorrt is not installed.
     """
+    from actionvos.errors import ConfigError
+    from actionvos.trt_api import trt_major
+
     try:
-        import tensorrt  # noqa: PLC0415 - deliberately lazy
-    except ImportError as e:
-        raise PluginLibraryError("the `tensorrt` Python package is not installed (pip install tensorrt)") from e
-    return int(str(tensorrt.__version__).split(".")[0])
+        return trt_major()
+    except ConfigError as e:
+        raise PluginLibraryError(str(e)) from None
 
 
 def check_plugin_trt_major(
@@ -176,45 +176,3 @@ def check_plugin_trt_major(
             f"(or TENSORRT_INCLUDE_DIR=/dir/with/NvInferRuntime.h)"
         )
     return built
-
-
-def _has_creator(registry) -> bool:
-    """Whether ``registry`` already holds our creator (TensorRT 10+: ``get_creator``)."""
-    get = getattr(registry, "get_creator", None) or getattr(registry, "get_plugin_creator")
-    try:
-        return get(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
-    except Exception:  # some versions raise instead of returning None for unknown creators
-        return False
-
-
-def register_plugin(registry=None, lib_path: str | os.PathLike | None = None):
-    """Make ``ActionVOS_MSDeformAttn`` available to TensorRT (ONNX parsing, engine build and deserialisation).
-
-    Checks the library's TensorRT major, then calls ``registry.load_library`` (TensorRT loads the library and
-    registers the creators returned by its ``getCreators`` entry point). Idempotent: returns ``None`` without
-    loading anything if the creator is already registered.
-
-    Args:
-        registry: a ``tensorrt.IPluginRegistry``; ``None`` uses ``tensorrt.get_plugin_registry()``.
-        lib_path: the library; ``None`` searches with :func:`find_plugin_library`.
-
-    Returns:
-        The registry's library handle, or ``None`` if the plugin was already registered.
-
-    Raises:
-        PluginLibraryError: tensorrt missing, library missing/unloadable/mismatched, or TensorRT refused it.
-    """
-    try:
-        import tensorrt as trt  # noqa: PLC0415 - deliberately lazy
-    except ImportError as e:
-        raise PluginLibraryError("the `tensorrt` Python package is not installed (pip install tensorrt)") from e
-    path = _resolve(lib_path)
-    check_plugin_trt_major(path, int(str(trt.__version__).split(".")[0]))
-    if registry is None:
-        registry = trt.get_plugin_registry()
-    if _has_creator(registry):
-        return None
-    handle = registry.load_library(str(path))
-    if handle is None or not _has_creator(registry):
-        raise PluginLibraryError(f"TensorRT refused to load plugin library {path} (see the TensorRT log)")
-    return handle

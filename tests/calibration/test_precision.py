@@ -149,7 +149,7 @@ def test_report_cli_exit_code(fp32_dir, int8_dir, calib_file, tmp_path):
 
 def test_tensorrt_engine_from_qdq_graph(request):
     """Strongly typed TensorRT engines from the Q/DQ graphs (needs tensorrt + a CUDA GPU)."""
-    from actionvos.export.tensorrt_engine import gpu_compute_capability, tensorrt_available
+    from actionvos.trt_api import gpu_compute_capability, tensorrt_available
 
     ok, info = tensorrt_available()
     if not ok:

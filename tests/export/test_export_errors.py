@@ -100,7 +100,7 @@ def test_missing_optional_tools(tiny, tmp_path, monkeypatch):
 def test_engine_without_gpu(tiny, tmp_path, monkeypatch):
     real = exporter._module_available
     monkeypatch.setattr(exporter, "_module_available", lambda n: True if n == "tensorrt" else real(n))
-    monkeypatch.setattr("actionvos.export.tensorrt_engine.gpu_compute_capability", lambda: None)
+    monkeypatch.setattr("actionvos.trt_api.gpu_compute_capability", lambda: None)
     with pytest.raises(ConfigError, match="needs an NVIDIA GPU"):
         export_model(tiny.checkpoint, tmp_path / "out", fmt="engine", msda="onnx", **TINY)
 
@@ -127,7 +127,7 @@ def test_plugin_library_of_wrong_trt_major(tiny, tmp_path, monkeypatch):
     real = exporter._module_available
     monkeypatch.setattr(exporter, "_module_available", lambda n: True if n == "tensorrt" else real(n))
     monkeypatch.setattr(trt_plugin, "installed_trt_major", lambda: 11)
-    monkeypatch.setattr("actionvos.export.tensorrt_engine.gpu_compute_capability", lambda: ("Fake GPU", "9.0"))
+    monkeypatch.setattr("actionvos.trt_api.gpu_compute_capability", lambda: ("Fake GPU", "9.0"))
     with pytest.raises(ConfigError, match=r"built against TensorRT 10\.4\.1 headers but TensorRT 11\.x is in use"):
         export_model(tiny.checkpoint, tmp_path / "out", fmt="engine", plugin_library=str(lib), **TINY)
     assert not (tmp_path / "out").exists()

@@ -2,13 +2,21 @@
 
 Execution providers are tried in the order TensorRT → CUDA → CPU (only those this onnxruntime build has):
 
-* TensorRT EP: engine cache and timing cache under ``cache_dir`` (default: beside the graphs), the MSDA plugin
-  library passed with ``trt_extra_plugin_lib_paths`` for graphs exported with ``--msda plugin``, and shape
-  profiles for the dynamic prompt/token axes from the graph's own export spec.
+* TensorRT EP: engine cache and timing cache under ``cache_dir`` (default: beside the graphs) and shape profiles
+  for the dynamic prompt/token axes from the graph's own export spec.
 * CUDA EP: heuristic cuDNN algorithm search; page-locked host buffers (cuda-python) for the bound inputs and
-  outputs; optional CUDA-graph capture (one graph per prompt-set shape,
-  ``gpu_graph_id``), which requires fixed input/output addresses — hence the I/O binding below.
+  outputs; optional CUDA-graph capture (one graph per prompt-set shape ``(P, L)``, ``gpu_graph_id``). A captured
+  graph replays fixed device addresses, so with CUDA graphs every input *and output* of a shape is bound to device
+  memory allocated once for that shape (text features are updated in place, never re-bound), and the outputs are
+  copied into the page-locked host buffers after each run.
 * CPU EP: ``threads`` intra-op threads.
+
+Graphs exported with ``--msda plugin`` are refused on every provider (:func:`plugin_graph_refusal`): the plugin is a
+TensorRT ``IPluginV3`` (``IPluginCreatorV3One`` returned by ``getCreators``), and ONNX Runtime's TensorRT EP builds
+its ``trt.plugins`` custom-op list from ``getPluginRegistry()->getPluginCreatorList()``, which lists only the old
+``IPluginCreator`` creators (microsoft/onnxruntime ``tensorrt_execution_provider_custom_ops.cc``), so session
+creation would fail; the CUDA and CPU EPs have no kernel for the op at all. Such graphs run on the TensorRT backend
+(engines); ``--msda onnx`` graphs run on every ONNX Runtime provider.
 
 Every step runs through an I/O binding with buffers allocated once per prompt set: the uint8 frame buffer
 (``[T, 3, H, W]``, device-resident on CUDA and refreshed with ``update_inplace``), the bound text features, and the
@@ -37,7 +45,7 @@ from actionvos.runtime.backends.base import Backend, BackendInfo, StepOutputs
 from actionvos.runtime.onnx_metadata import read_onnx_metadata
 from actionvos.runtime.prompt_cache import TextArrays
 
-__all__ = ["OrtBackend", "provider_chain", "TEXT_GRAPH", "SEGMENTER_GRAPH"]
+__all__ = ["OrtBackend", "provider_chain", "plugin_graph_refusal", "TEXT_GRAPH", "SEGMENTER_GRAPH"]
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +83,32 @@ def _profile_shapes(spec: dict | None, role_inputs: Sequence[str]) -> dict[str, 
     return out
 
 
-def provider_chain(available: Sequence[str], want: str, *, device_id: int, cache_dir: Path, plugin_library: str | None,
-                   needs_plugin: bool, spec: dict | None, inputs: Sequence[str], cuda_graph: bool) -> list[tuple[str, dict]]:
+def plugin_graph_refusal(graph: str | os.PathLike) -> str:
+    """The one-line refusal of a ``--msda plugin`` graph on ONNX Runtime (pure; see the module docstring for why)."""
+    return (f"{graph} was exported with --msda plugin (TensorRT IPluginV3 op ActionVOS_MSDeformAttn), which ONNX "
+            "Runtime cannot run: its TensorRT execution provider lists only old-style IPluginCreator plugins and the "
+            "CUDA/CPU providers have no kernel for it; re-export with --msda onnx for ONNX Runtime, or build engines "
+            "(actionvos-export CHECKPOINT --output DIR --format engine) and use --backend tensorrt --engine DIR")
+
+
+def provider_chain(available: Sequence[str], want: str, *, device_id: int, cache_dir: Path, needs_plugin: bool,
+                   spec: dict | None, inputs: Sequence[str], cuda_graph: bool, graph: str = "the graph"
+                   ) -> list[tuple[str, dict]]:
     """Execution providers with their options, best first (TensorRT → CUDA → CPU), limited to ``available``.
 
     Args:
         available: ``onnxruntime.get_available_providers()``.
         want: ``auto`` (every available one in order), ``tensorrt``, ``cuda`` or ``cpu`` (that one first, CPU after).
-        needs_plugin: the graph holds ``ActionVOS_MSDeformAttn`` nodes (exported with ``--msda plugin``): only the
-            TensorRT EP with the plugin library can run it.
+        needs_plugin: the graph holds ``ActionVOS_MSDeformAttn`` nodes (exported with ``--msda plugin``); refused.
+        cuda_graph: ``enable_cuda_graph`` on the CUDA EP.
+        graph: the graph's name, for messages.
     Raises:
-        ConfigError: ``want`` unknown or unavailable, or a plugin graph without the TensorRT EP.
+        ConfigError: ``want`` unknown or unavailable, or a plugin graph (:func:`plugin_graph_refusal`).
     """
     if want not in ("auto", "tensorrt", "cuda", "cpu"):
         raise ConfigError(f"unknown onnxruntime provider {want!r}; use auto, tensorrt, cuda or cpu")
+    if needs_plugin:
+        raise ConfigError(plugin_graph_refusal(graph))
     order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     if want != "auto":
         name = {"tensorrt": order[0], "cuda": order[1], "cpu": order[2]}[want]
@@ -96,28 +116,15 @@ def provider_chain(available: Sequence[str], want: str, *, device_id: int, cache
             raise ConfigError(f"onnxruntime here has no {name} (available: {', '.join(available)}); install onnxruntime-gpu "
                               "with CUDA/TensorRT or choose another provider")
         order = [name] + ([] if name == order[2] else [order[2]])
-    if needs_plugin and "TensorrtExecutionProvider" not in [p for p in order if p in available]:
-        raise ConfigError("this graph was exported with --msda plugin, which only the TensorRT execution provider runs; "
-                          "re-export with --msda onnx for CUDA/CPU execution")
     chain = []
     for name in order:
         if name not in available:
             continue
         if name == "TensorrtExecutionProvider":
-            opts = {"device_id": device_id, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
-                    "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir), "trt_fp16_enable": False,
-                    **_profile_shapes(spec, inputs)}
-            if needs_plugin:
-                if plugin_library is None:
-                    from actionvos.export.trt_plugin import find_plugin_library
-
-                    found = find_plugin_library()
-                    if found is None:
-                        raise ConfigError("the graph needs the MSDA TensorRT plugin but libactionvos_msda_plugin.so was not "
-                                          "found; build it with `bash trt_plugins/build.sh` or pass --plugin-library")
-                    plugin_library = str(found)
-                opts["trt_extra_plugin_lib_paths"] = plugin_library
-            chain.append((name, opts))
+            chain.append((name, {"device_id": device_id, "trt_engine_cache_enable": True,
+                                 "trt_engine_cache_path": str(cache_dir), "trt_timing_cache_enable": True,
+                                 "trt_timing_cache_path": str(cache_dir), "trt_fp16_enable": False,
+                                 **_profile_shapes(spec, inputs)}))
         elif name == "CUDAExecutionProvider":
             chain.append((name, {"device_id": device_id, "cudnn_conv_algo_search": "HEURISTIC",
                                  "do_copy_in_default_stream": True, "enable_cuda_graph": bool(cuda_graph)}))
@@ -136,7 +143,8 @@ class OrtBackend(Backend):
         threads: CPU intra-op threads (None = onnxruntime's default).
         device_id: CUDA device.
         cache_dir: TensorRT engine/timing caches (default ``onnx_dir/trt_cache``).
-        plugin_library: MSDA plugin ``.so`` for plugin graphs (default: searched).
+        plugin_library: accepted for a uniform factory call and unused: ``--msda plugin`` graphs are refused
+            (:func:`plugin_graph_refusal`).
         cuda_graph: capture CUDA graphs on the CUDA EP (needs every node on the GPU).
         window: the clip length T the session will use; None or the segmenter's T runs ``segmenter.onnx``,
             another T needs the split graphs with that T (backbone once per frame).
@@ -205,9 +213,10 @@ class OrtBackend(Backend):
             vocab_size=int(text.get("vocab_size", 50265)), max_text_tokens=int(text.get("max_position_embeddings", 514)) - 2)
         self.metadata = meta
         self.cuda_graph = cuda_graph and self.provider == "CUDAExecutionProvider" and not self.split
-        self._graph_ids: dict[tuple[int, int], int] = {}
         self._device_id = device_id
-        self._pinned = _PinnedAllocator() if self.on_gpu else None
+        self._pinned = _pinned_pool() if self.on_gpu else None
+        self._graph_state: dict[tuple[int, int], dict[str, Any]] = {}  # CUDA graphs: fixed device I/O per shape
+        self._cuda_rt = self._pinned_rt
         self._outs: dict[int, dict[str, np.ndarray]] = {}
         # Frame-side inputs of the decoder, allocated once: the uint8 window, or the stacked per-frame features.
         if self.split:
@@ -233,10 +242,16 @@ class OrtBackend(Backend):
 
     def _alloc(self, shape, dtype) -> np.ndarray:
         """Host buffer for a bound input/output: page-locked on the GPU path (when cuda-python is installed), so the
-        copies ORT makes are DMA transfers; ordinary memory on the CPU path."""
+        copies ORT makes are DMA transfers; ordinary memory on the CPU path. Arrays (and the views handed out as
+        results) keep their memory alive past :meth:`close` (:class:`~actionvos.runtime.cuda_host.HostBufferPool`)."""
         if self._pinned is not None:
-            return self._pinned(shape, dtype)
+            return self._pinned.empty(shape, dtype)
         return np.zeros(shape, dtype)
+
+    @property
+    def _pinned_rt(self):
+        """The :class:`~actionvos.runtime.cuda_host.CudaRuntime` behind the pinned pool, or None."""
+        return getattr(self._pinned, "cuda", None)
 
     def _open(self, path: Path, role: str):
         """One session with its provider chain, and its decoded metadata."""
@@ -248,8 +263,8 @@ class OrtBackend(Backend):
         spec = m.get("spec")
         inputs = [t["name"] for t in (spec or {}).get("inputs", [])]
         chain = provider_chain(ort.get_available_providers(), o["provider"], device_id=o["device_id"], cache_dir=o["cache"],
-                               plugin_library=o["plugin_library"], needs_plugin=needs_plugin, spec=spec, inputs=inputs,
-                               cuda_graph=o["cuda_graph"] and role == "segmenter")
+                               needs_plugin=needs_plugin, spec=spec, inputs=inputs,
+                               cuda_graph=o["cuda_graph"] and role == "segmenter", graph=str(path))
         if chain and chain[0][0] == "TensorrtExecutionProvider":
             o["cache"].mkdir(parents=True, exist_ok=True)
         return ort.InferenceSession(str(path), self._so, providers=[n for n, _ in chain],
@@ -278,16 +293,14 @@ class OrtBackend(Backend):
 
     def bind_text(self, text: TextArrays):
         """Create the decoder's I/O binding for this prompt set: text inputs, frame-side inputs and output buffers,
-        all allocated once (per prompt set) and reused for every frame."""
+        all allocated once (per prompt set, or per shape with CUDA graphs) and reused for every frame."""
+        if self.cuda_graph:
+            return self._bind_text_graph(text)
         sess = self.sessions[self.decoder_role]
-        T = self.info.window
-        H, W = self.info.input_size
         P, L = text.mask.shape
-        Q = self.info.num_queries
         binding = sess.io_binding()
         keep = []
-        for name, arr in (("text_word", np.ascontiguousarray(text.word, np.float32)), ("text_mask", np.ascontiguousarray(text.mask, bool)),
-                          ("text_sentence", np.ascontiguousarray(text.sentence, np.float32))):
+        for name, arr in _text_feeds(text).items():
             if self.on_gpu:
                 value = self.ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self._device_id)
                 binding.bind_ortvalue_input(name, value)
@@ -300,18 +313,49 @@ class OrtBackend(Backend):
                 binding.bind_ortvalue_input(name, self._dec_in_dev[name])
             else:
                 binding.bind_cpu_input(name, arr)
-        hm, wm = -(-H // 4), -(-W // 4)  # stride-4 mask size: ceil twice-halved (spec 3.7)
-        if P not in self._outs:  # output buffers depend on P only: one set per prompt count, reused across switches
-            self._outs[P] = {"pred_logits": self._alloc((P, T, Q, 1), np.float32), "pred_boxes": self._alloc((P, T, Q, 4), np.float32),
-                             "pred_masks": self._alloc((P, T, Q, hm, wm), np.float32), "pred_positives": self._alloc((P, 1), np.float32)}
-        outs = self._outs[P]
+        outs = self._host_outputs(P)
         for name, arr in outs.items():
             binding.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-        run_options = self.ort.RunOptions()
-        if self.cuda_graph:
-            gid = self._graph_ids.setdefault((P, L), len(self._graph_ids))
-            run_options.add_run_config_entry("gpu_graph_id", str(gid))
-        return {"binding": binding, "outputs": outs, "keep": keep, "run_options": run_options}
+        return {"binding": binding, "outputs": outs, "keep": keep, "run_options": self.ort.RunOptions()}
+
+    def _output_shapes(self, P: int) -> dict[str, tuple[int, ...]]:
+        T, (H, W), Q = self.info.window, self.info.input_size, self.info.num_queries
+        hm, wm = -(-H // 4), -(-W // 4)  # stride-4 mask size: ceil twice-halved (spec 3.7)
+        return {"pred_logits": (P, T, Q, 1), "pred_boxes": (P, T, Q, 4), "pred_masks": (P, T, Q, hm, wm),
+                "pred_positives": (P, 1)}
+
+    def _host_outputs(self, P: int) -> dict[str, np.ndarray]:
+        """Output host buffers of prompt count P: one set per P, reused across prompt switches."""
+        if P not in self._outs:
+            self._outs[P] = {n: self._alloc(shape, np.float32) for n, shape in self._output_shapes(P).items()}
+        return self._outs[P]
+
+    def _bind_text_graph(self, text: TextArrays):
+        """CUDA-graph binding: per shape ``(P, L)`` one binding whose inputs and outputs are device OrtValues
+        allocated once (a captured graph replays their addresses). The prompt set's features are uploaded into them
+        in place by :meth:`decode` whenever another prompt set of the same shape ran last."""
+        ort = self.ort
+        P, L = text.mask.shape
+        key = (int(P), int(L))
+        feeds = _text_feeds(text)
+        st = self._graph_state.get(key)
+        if st is None:
+            binding = self.sessions[self.decoder_role].io_binding()
+            text_dev = {n: ort.OrtValue.ortvalue_from_numpy(a, "cuda", self._device_id) for n, a in feeds.items()}
+            for name, value in text_dev.items():
+                binding.bind_ortvalue_input(name, value)
+            for name in self._dec_in:
+                binding.bind_ortvalue_input(name, self._dec_in_dev[name])
+            out_dev = {n: ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, "cuda", self._device_id)
+                       for n, shape in self._output_shapes(key[0]).items()}
+            for name, value in out_dev.items():
+                binding.bind_ortvalue_output(name, value)
+            run_options = ort.RunOptions()
+            run_options.add_run_config_entry("gpu_graph_id", str(len(self._graph_state) + 1))  # -1 skips capture; 0 is the default id
+            st = self._graph_state[key] = {"binding": binding, "text_dev": text_dev, "out_dev": out_dev,
+                                           "run_options": run_options, "owner": None}
+        return {"binding": st["binding"], "outputs": self._host_outputs(key[0]), "keep": [], "feeds": feeds,
+                "run_options": st["run_options"], "graph_key": key}
 
     # ------------------------------------------------------------------ frames
     def encode_frame(self, frame: np.ndarray):
@@ -344,48 +388,62 @@ class OrtBackend(Backend):
         if self.on_gpu:
             for n, arr in self._dec_in.items():
                 self._dec_in_dev[n].update_inplace(arr)
+        key = text.get("graph_key")
+        if key is not None:  # CUDA graph: refresh the shape's fixed text inputs when another prompt set ran last
+            st = self._graph_state[key]
+            if st["owner"] is not text:
+                for name, arr in text["feeds"].items():
+                    st["text_dev"][name].update_inplace(arr)
+                st["owner"] = text
         self.sessions[self.decoder_role].run_with_iobinding(text["binding"], text["run_options"])
         o = text["outputs"]
+        if key is not None:
+            self._download(self._graph_state[key]["out_dev"], o)
         # views into the bound buffers: valid until the next decode (the session consumes them at once)
         return StepOutputs(query_logits=o["pred_logits"][:, -1, :, 0], mask_logits=o["pred_masks"][:, -1],
                            positive_logit=o["pred_positives"][:, 0])
 
+    def _download(self, device: dict[str, Any], host: dict[str, np.ndarray]) -> None:
+        """Copy device outputs (CUDA-graph path) into the page-locked host buffers: one ``cudaMemcpy`` each with
+        cuda-python (the run has finished: ORT synchronises at the end of a run), else through ``OrtValue.numpy``."""
+        rt = self._cuda_rt
+        for name, arr in host.items():
+            value = device[name]
+            if rt is not None:
+                rt.check(rt.rt.cudaMemcpy(arr.ctypes.data, value.data_ptr(), arr.nbytes,
+                                          rt.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy(D2H)")
+            else:
+                arr[...] = value.numpy()
+
     def close(self) -> None:
+        """Drop the sessions and device values; page-locked buffers are freed once no returned view needs them."""
         self.sessions = {}
         self._dec_in_dev = None
+        self._graph_state = {}
         if self._pinned is not None:
-            self._pinned.free()
+            self._pinned.close()
 
 
-class _PinnedAllocator:
-    """Page-locked numpy buffers from cuda-python (``cudaMallocHost``); plain numpy when cuda-python is missing.
+def _text_feeds(text: TextArrays) -> dict[str, np.ndarray]:
+    """The decoder's text inputs as contiguous arrays: ``text_word`` ``[P, L, D]`` float32, ``text_mask`` ``[P, L]``
+    bool, ``text_sentence`` ``[P, D]`` float32."""
+    return {"text_word": np.ascontiguousarray(text.word, np.float32), "text_mask": np.ascontiguousarray(text.mask, bool),
+            "text_sentence": np.ascontiguousarray(text.sentence, np.float32)}
 
-    Buffers live until :meth:`free` (backend close); prompt-set outputs are allocated per ``bind_text``, never per
-    frame."""
 
-    def __init__(self):
-        try:
-            from actionvos.runtime.backends.tensorrt import _Cuda
+def _pinned_pool():
+    """A :class:`~actionvos.runtime.cuda_host.HostBufferPool` of page-locked memory (cuda-python), or of ordinary
+    numpy memory when cuda-python or the driver is missing. ``pool.cuda`` is the CUDA runtime or None."""
+    from actionvos.runtime.cuda_host import CudaRuntime, HostBufferPool
 
-            self._cuda = _Cuda()
-        except Exception as err:  # ConfigError (no cuda-python) or a driver problem
-            log.info("pinned host buffers unavailable (%s); using pageable memory", err)
-            self._cuda = None
-        self._ptrs: list[int] = []
-
-    def __call__(self, shape, dtype) -> np.ndarray:
-        if self._cuda is None:
-            return np.zeros(shape, dtype)
-        ptr, arr = self._cuda.pinned(tuple(shape), dtype)
-        self._ptrs.append(ptr)
-        arr[...] = 0
-        return arr
-
-    def free(self) -> None:
-        if self._cuda is not None:
-            for ptr in self._ptrs:
-                self._cuda.rt.cudaFreeHost(ptr)
-        self._ptrs = []
+    try:
+        cuda = CudaRuntime()
+        pool = HostBufferPool(cuda.malloc_host, cuda.free_host)
+    except Exception as err:  # ConfigError (no cuda-python) or a driver problem
+        log.info("pinned host buffers unavailable (%s); using pageable memory", err)
+        cuda, pool = None, HostBufferPool()
+    pool.cuda = cuda
+    return pool
 
 
 def _graph_hash(path: Path) -> str:

@@ -1,31 +1,44 @@
-"""TensorRT backend (no torch): the engines written by ``actionvos export --format engine`` run with the MSDA plugin.
+"""TensorRT backend (no torch): the engines written by ``actionvos-export ... --format engine`` with the MSDA plugin.
 
-Requires ``tensorrt`` (10+) and ``cuda-python``; both are imported when the backend is created. Engines are built
-by :func:`actionvos.export.tensorrt_engine.build_engine`; that module has no runner, so running them lives here,
-on the name-based tensor API only (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``).
+Needs ``tensorrt`` (10+) and ``cuda-python``, imported when the backend is created. Every TensorRT call goes through
+:mod:`actionvos.trt_api` (engine load, checked ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``,
+plugin registration, one logger); the CUDA calls through :mod:`actionvos.runtime.cuda_host`.
 
-GPU pipeline (issue 4 item 5), per session:
+Before anything is deserialised, the engines' sidecars are checked against this process
+(:func:`actionvos.trt_api.check_sidecars`): running TensorRT version, GPU compute capability, SHA-256 of the
+registered plugin library, and one checkpoint for both engines. A mismatch is refused with one line saying what
+differs and how to rebuild.
 
-* one non-blocking CUDA stream;
-* device buffers for every tensor allocated **once** at the profile's maximum shapes (P, L), so a prompt switch
-  only rewrites shapes and text contents — no allocation per frame or per prompt set;
-* pinned (page-locked) host buffers for the uint8 frame window and for the four outputs, so copies are DMA
-  transfers; the segmenter takes uint8 and normalises inside the graph (pre-processing on the GPU);
-* per prompt-set shape ``(P, L)``, the sequence H2D frame copy → ``execute_async_v3`` → D2H output copies is
-  captured once into a CUDA graph and replayed with one ``cudaGraphLaunch`` per frame (falls back to plain stream
-  calls if capture fails, e.g. with a plugin that allocates);
+GPU pipeline, per backend:
+
+* one non-blocking CUDA stream; device buffers for every tensor allocated **once** at the profile's maximum shapes
+  (P, L) with fixed tensor addresses, so a prompt switch only rewrites shapes and text contents;
+* frames: :meth:`encode_frame` writes the ``[H, W, 3]`` frame once, transposed to ``[3, H, W]``, into a ring of
+  ``T + 1`` page-locked slots (one host copy per frame); :meth:`decode` uploads the window's slots with DMA copies
+  (the segmenter takes uint8 and normalises inside the graph);
+* outputs land in page-locked host buffers of :class:`~actionvos.runtime.cuda_host.HostBufferPool`: the returned
+  :class:`StepOutputs` are views of them, valid until the next :meth:`decode`, and their memory is released only
+  when the backend is closed **and** no view is left (never a use after free);
+* CUDA graphs: the segmenter's ``execute_async_v3`` + output copies are captured for the shapes the context
+  currently has. When a decode needs other shapes (another prompt count P or token length L), the shapes are set
+  (each ``set_input_shape`` checked against the profile), the graph is dropped, one eager run follows (TensorRT
+  may allocate or update state after a shape change: never inside a capture) and the graph is re-captured on the
+  next decode with those shapes — a graph is never replayed after the shapes it was captured with changed. Text
+  features of another prompt set with the same shapes are re-uploaded to the same addresses before the launch;
 * the capture thread (:mod:`actionvos.runtime.capture`) decodes the next frame while this thread waits on the
-  stream (cuda-python releases the GIL in ``cudaStreamSynchronize``), so capture overlaps upload/infer/download.
+  stream (cuda-python releases the GIL in ``cudaStreamSynchronize``).
 
-Untested on the CPU-only development machine (tests skip with the reason); see ``tests/runtime/test_backends_gpu.py``.
+Untested on the CPU-only development machine (GPU tests skip with the reason): ``tests/runtime/test_backends_gpu.py``
+and ``tests/runtime/test_trt_backend_gpu.py``; the host-side rules are tested on the CPU in
+``tests/runtime/test_trt_host_logic.py``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,200 +48,193 @@ from actionvos.errors import ConfigError, InputError
 from actionvos.runtime.backends.base import Backend, BackendInfo, StepOutputs
 from actionvos.runtime.prompt_cache import TextArrays
 
-__all__ = ["TrtBackend", "import_cudart"]
+__all__ = ["TrtBackend"]
 
 log = logging.getLogger(__name__)
 
-_NP = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8,
-       "INT8": np.int8}
+_TEXT_INPUTS = ("text_word", "text_mask", "text_sentence")
+_RETURNED = ("pred_logits", "pred_masks", "pred_positives")  # pred_boxes stays on the device
 
 
-def import_cudart():
-    """The cuda-python runtime module (``cuda.bindings.runtime`` or the older ``cuda.cudart``).
+@dataclass(eq=False)
+class _TextBinding:
+    """A bound prompt set: its shapes key ``(P, L)`` and host copies of its features in the engine's dtypes."""
 
-    Raises:
-        ConfigError: cuda-python is not installed.
-    """
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError:
-            raise ConfigError("the TensorRT backend needs cuda-python; pip install cuda-python") from None
-    return cudart
+    key: tuple[int, int]
+    arrays: dict[str, np.ndarray] = field(repr=False)
 
 
-class _Cuda:
-    """Thin checked wrappers over the cuda-python runtime calls this backend uses."""
+@dataclass(frozen=True)
+class _FrameSlot:
+    """Handle of an encoded frame: ring slot index and the write generation it was written with."""
 
-    def __init__(self):
-        self.rt = import_cudart()
-
-    def check(self, result):
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            name = self.rt.cudaGetErrorName(err)[1]
-            raise RuntimeError(f"CUDA error {int(err)} ({name.decode() if isinstance(name, bytes) else name})")
-        return rest[0] if len(rest) == 1 else (rest or None)
-
-    def malloc(self, nbytes: int) -> int:
-        return int(self.check(self.rt.cudaMalloc(max(nbytes, 1))))
-
-    def pinned(self, shape, dtype) -> tuple[int, np.ndarray]:
-        """Page-locked host memory as a numpy array (the pointer is kept for freeing)."""
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        ptr = int(self.check(self.rt.cudaMallocHost(max(nbytes, 1))))
-        raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(ptr)
-        return ptr, np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(shape)
-
-    def h2d(self, dst: int, src: np.ndarray, stream) -> None:
-        self.check(self.rt.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
-
-    def d2h(self, dst: np.ndarray, src: int, stream) -> None:
-        self.check(self.rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
-
-
-class _Engine:
-    """One deserialised engine, its execution context and max-size device buffers addressed by tensor name."""
-
-    def __init__(self, trt, runtime, path: Path, cuda: _Cuda):
-        self.path = path
-        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None:
-            raise ConfigError(f"TensorRT cannot deserialise {path} (built with another TensorRT version or GPU?); "
-                              "rebuild it with `actionvos export --format engine` on this machine")
-        self.context = self.engine.create_execution_context()
-        self.cuda = cuda
-        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.dtypes = {n: np.dtype(_NP[self.engine.get_tensor_dtype(n).name]) for n in self.names}
-        self.max_shapes = {}
-        for n in self.inputs:
-            shape = tuple(self.engine.get_tensor_shape(n))
-            if any(d < 0 for d in shape):
-                shape = tuple(self.engine.get_tensor_profile_shape(n, 0)[2])  # (min, opt, max)
-            self.max_shapes[n] = shape
-        for n in self.inputs:  # outputs' max shapes follow from the inputs' max shapes
-            self.context.set_input_shape(n, self.max_shapes[n])
-        for n in self.names:
-            if n not in self.max_shapes:
-                self.max_shapes[n] = tuple(self.context.get_tensor_shape(n))
-        self.device = {n: cuda.malloc(int(np.prod(self.max_shapes[n])) * self.dtypes[n].itemsize) for n in self.names}
-        for n, ptr in self.device.items():
-            self.context.set_tensor_address(n, ptr)
-
-    def free(self) -> None:
-        for ptr in self.device.values():
-            self.cuda.rt.cudaFree(ptr)
-        self.device = {}
+    slot: int
+    generation: int
 
 
 class TrtBackend(Backend):
-    """Run ``text_encoder.engine`` + ``segmenter.engine`` from an export folder.
+    """Run ``text_encoder.engine`` + ``segmenter.engine`` from an engine folder.
 
     Args:
         engine_dir: folder with both engines, their ``.engine.json`` sidecars and (for metadata) the ONNX graphs or
             ``export_manifest.json``.
-        plugin_library: MSDA plugin ``.so`` (default: the one recorded in the sidecar, else searched).
-        cuda_graph: capture the per-frame work into CUDA graphs.
+        plugin_library: MSDA plugin ``.so`` (default: the one recorded in the sidecar when it exists, else searched).
+        cuda_graph: capture the per-frame work into CUDA graphs (re-captured after every shape change).
     Raises:
-        ConfigError: tensorrt / cuda-python / GPU missing, engine not deserialisable, plugin problems.
-        InputError: missing engine files.
+        ConfigError: tensorrt / cuda-python / GPU missing, plugin problems, or the sidecars do not match this
+            machine (TensorRT version, compute capability, plugin SHA-256, checkpoints; one line with the fix).
+        InputError: missing engine files or an unreadable sidecar.
     """
 
     def __init__(self, engine_dir: str | os.PathLike, plugin_library: str | None = None, cuda_graph: bool = True):
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise ConfigError("the TensorRT backend needs the tensorrt package (pip install tensorrt) and an NVIDIA GPU") from None
-        self.trt = trt
-        self.cuda = _Cuda()
+        from actionvos import trt_api
+        from actionvos.export.trt_plugin import PluginLibraryError
+        from actionvos.runtime.cuda_host import CudaRuntime, HostBufferPool
+
+        trt = trt_api.import_tensorrt()
         engine_dir = Path(engine_dir)
-        paths = {r: engine_dir / f"{r}.engine" for r in ("text_encoder", "segmenter")}
+        paths = {r: engine_dir / f"{r}.engine" for r in trt_api.ENGINE_ROLES}
         for p in paths.values():
             if not p.is_file():
-                raise InputError(f"{p} does not exist; build engines with `actionvos export --format engine`")
-        sidecars = {r: _read_json(p.with_name(p.name + ".json")) for r, p in paths.items()}
-        self.logger = _make_logger(trt)
-        trt.init_libnvinfer_plugins(self.logger, "")
-        plugin = plugin_library or (sidecars["segmenter"].get("plugin") or {}).get("path")
-        if sidecars["segmenter"].get("plugin") or plugin_library:
-            from actionvos.export.trt_plugin import PluginLibraryError, register_plugin
-
+                raise InputError(f"{p} does not exist; build engines with `actionvos-export CHECKPOINT --output DIR "
+                                 "--format engine`")
+        sidecars = {r: trt_api.read_sidecar(p) for r, p in paths.items()}
+        self.cuda = CudaRuntime()
+        recorded = ((sidecars["segmenter"] or {}).get("plugin") or {}).get("path")
+        plugin = None
+        if recorded or plugin_library:
+            lib = plugin_library or (recorded if Path(recorded).is_file() else None)
             try:
-                register_plugin(trt.get_plugin_registry(), plugin if plugin and Path(plugin).is_file() else None)
+                plugin = trt_api.register_plugin(lib)
             except PluginLibraryError as err:
                 raise ConfigError(str(err)) from None
-        self.runtime = trt.Runtime(self.logger)
-        self.engines = {r: _Engine(trt, self.runtime, p, self.cuda) for r, p in paths.items()}
-        self.stream = self.cuda.check(self.cuda.rt.cudaStreamCreateWithFlags(self.cuda.rt.cudaStreamNonBlocking))
+        why = trt_api.check_sidecars(sidecars, trt_api.runtime_facts(plugin))
+        if why is not None:
+            raise ConfigError(f"{engine_dir}: {why}")
+        self.runtime = trt_api.create_runtime()
+        self.engines = {r: trt_api.Engine(self.runtime, p) for r, p in paths.items()}
+        self.stream = self.cuda.stream()
+        self._device: dict[str, dict[str, int]] = {}
+        for role, eng in self.engines.items():
+            self._device[role] = {n: self.cuda.malloc(eng.nbytes(n)) for n in eng.names}
+            for n, ptr in self._device[role].items():
+                eng.set_address(n, ptr)
         seg = self.engines["segmenter"]
         self.frames_shape = seg.max_shapes["frames"]  # static (T, 3, H, W)
-        self._frames_ptr, self.frames_host = self.cuda.pinned(self.frames_shape, np.uint8)
-        self._out_host = {n: self.cuda.pinned(seg.max_shapes[n], seg.dtypes[n]) for n in ("pred_logits", "pred_masks", "pred_positives")}
+        T = self.frames_shape[0]
+        self._host = HostBufferPool(self.cuda.malloc_host, self.cuda.free_host)
+        self._ring = [self._host.empty(self.frames_shape[1:], np.uint8) for _ in range(T + 1)]
+        self._ring_gen = [0] * len(self._ring)
+        self._ring_next = 0
+        self._out_host = {n: self._host.empty(seg.max_shapes[n], seg.dtypes[n]) for n in _RETURNED}
         self.cuda_graph = cuda_graph
-        self._graphs: dict[tuple[int, int], Any] = {}
+        self._graph = None  # executable graph for the shapes in self._shapes_key
+        self._shapes_key: tuple[int, int] | None = None
+        self._warm = False  # one eager run done since the shapes were last set
+        self._text_owner: _TextBinding | None = None
         self.info = _info_from_metadata(engine_dir, sidecars, self.frames_shape)
         log.info("TensorRT %s: engines %s, input %dx%d, T=%d, CUDA graphs %s", trt.__version__, engine_dir,
-                 self.frames_shape[2], self.frames_shape[3], self.frames_shape[0], "on" if cuda_graph else "off")
+                 self.frames_shape[2], self.frames_shape[3], T, "on" if cuda_graph else "off")
 
     # ------------------------------------------------------------------ text
     def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> TextArrays:
-        """Run the text engine (pageable copies; once per new prompt)."""
-        eng, cuda, s = self.engines["text_encoder"], self.cuda, self.stream
-        P, L = input_ids.shape
-        for name, arr in (("input_ids", input_ids), ("attention_mask", attention_mask)):
-            if any(a > b for a, b in zip(arr.shape, eng.max_shapes[name])):
-                raise InputError(f"{P} prompts of {L} tokens exceed the text engine's profile {eng.max_shapes[name]}; "
-                                 "re-export with larger --max-prompts/--max-tokens")
-            eng.context.set_input_shape(name, arr.shape)
-            cuda.h2d(eng.device[name], np.ascontiguousarray(arr, eng.dtypes[name]), s)
-        if not eng.context.execute_async_v3(int(s)):
-            raise RuntimeError("TensorRT text encoder failed")
-        outs = {n: np.empty(tuple(eng.context.get_tensor_shape(n)), eng.dtypes[n]) for n in ("text_word", "text_mask", "text_sentence")}
-        for n, arr in outs.items():
-            cuda.d2h(arr, eng.device[n], s)
-        cuda.check(cuda.rt.cudaStreamSynchronize(s))
-        return TextArrays(outs["text_word"].astype(np.float32), outs["text_mask"].astype(bool), outs["text_sentence"].astype(np.float32))
+        """Run the text engine on ``[P, L]`` ids and mask (once per new prompt set; features copied out).
 
-    def bind_text(self, text: TextArrays):
-        """Upload a prompt set into the max-size text buffers, set the shapes, warm up and capture its CUDA graph."""
-        eng, cuda, s = self.engines["segmenter"], self.cuda, self.stream
-        P, L = text.mask.shape
-        feeds = {"text_word": text.word, "text_mask": text.mask, "text_sentence": text.sentence}
+        Raises:
+            InputError: ``P`` or ``L`` outside the text engine's profile (the message gives its limits).
+        """
+        eng, dev, cuda, s = self.engines["text_encoder"], self._device["text_encoder"], self.cuda, self.stream
+        feeds = {n: np.ascontiguousarray(a, eng.dtypes[n]) for n, a in
+                 (("input_ids", input_ids), ("attention_mask", attention_mask))}
         for name, arr in feeds.items():
-            if any(a > b for a, b in zip(arr.shape, eng.max_shapes[name])):
-                raise InputError(f"{P} prompts of {L} tokens exceed the segmenter engine's profile {eng.max_shapes[name]}")
-            eng.context.set_input_shape(name, arr.shape)
-            cuda.h2d(eng.device[name], np.ascontiguousarray(arr, eng.dtypes[name]), s)
-        eng.context.set_input_shape("frames", self.frames_shape)
-        cuda.check(cuda.rt.cudaStreamSynchronize(s))
-        self._run_frame(P)  # warm-up (TensorRT may allocate on the first run: never inside a capture)
-        key = (P, L)
-        if self.cuda_graph and key not in self._graphs:
-            self._graphs[key] = self._capture(P)
-        return {"P": P, "key": key}
+            eng.set_input_shape(name, arr.shape)
+            cuda.h2d(dev[name], arr.ctypes.data, arr.nbytes, s)
+        eng.execute(int(s))
+        outs = {n: np.empty(eng.output_shape(n), eng.dtypes[n]) for n in _TEXT_INPUTS}
+        for n, arr in outs.items():
+            cuda.d2h(arr.ctypes.data, dev[n], arr.nbytes, s)
+        cuda.sync(s)
+        del feeds  # the copies have completed
+        return TextArrays(outs["text_word"].astype(np.float32, copy=False), outs["text_mask"].astype(bool, copy=False),
+                          outs["text_sentence"].astype(np.float32, copy=False))
+
+    def bind_text(self, text: TextArrays) -> _TextBinding:
+        """Check a prompt set against the segmenter's profile and keep it in the engine's dtypes; the upload happens
+        in :meth:`decode` (only when another prompt set was uploaded last).
+
+        Raises:
+            InputError: P or L outside the segmenter's profile (the message gives its limits).
+        """
+        from actionvos.trt_api import shape_error
+
+        seg = self.engines["segmenter"]
+        feeds = {"text_word": text.word, "text_mask": text.mask, "text_sentence": text.sentence}
+        arrays = {}
+        for name, arr in feeds.items():
+            why = shape_error(name, arr.shape, seg.limits[name])
+            if why is not None:
+                raise InputError(f"{seg.path.name}: {why}")
+            arrays[name] = np.ascontiguousarray(arr, seg.dtypes[name])
+        P, L = text.mask.shape
+        return _TextBinding((int(P), int(L)), arrays)
+
+    # ------------------------------------------------------------------ frames
+    def encode_frame(self, frame: np.ndarray) -> _FrameSlot:
+        """Write one ``[H, W, 3]`` uint8 frame, transposed, into the next page-locked ring slot (its only host copy;
+        the engine runs the backbone and the normalisation). Returns the slot handle for :meth:`decode`.
+
+        Raises:
+            InputError: the frame is not ``[H, W, 3]`` at the engine's input size.
+        """
+        _, _, H, W = self.frames_shape
+        if frame.shape != (H, W, 3) or frame.dtype != np.uint8:
+            raise InputError(f"frame of shape {tuple(frame.shape)} {frame.dtype} for an engine built for {W}x{H}: "
+                             "pass [H, W, 3] uint8 RGB at the engine's input size")
+        k = self._ring_next
+        self._ring_next = (k + 1) % len(self._ring)
+        np.copyto(self._ring[k], frame.transpose(2, 0, 1))
+        self._ring_gen[k] += 1
+        return _FrameSlot(k, self._ring_gen[k])
+
+    def _set_shapes(self, text: _TextBinding) -> None:
+        """Give the segmenter context the shapes of ``text``'s prompt set; drops the graph captured for the previous
+        shapes first (it must never be replayed with these).
+
+        Raises:
+            InputError: a shape outside the profile (checked ``set_input_shape``; the message gives the limits).
+        """
+        seg = self.engines["segmenter"]
+        self._drop_graph()
+        self._shapes_key, self._warm, self._text_owner = None, False, None
+        for name, arr in text.arrays.items():
+            seg.set_input_shape(name, arr.shape)
+        seg.set_input_shape("frames", self.frames_shape)
+        self._shapes_key = text.key
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            self.cuda.rt.cudaGraphExecDestroy(self._graph)
+            self._graph = None
 
     def _enqueue(self, P: int) -> None:
-        eng, cuda, s = self.engines["segmenter"], self.cuda, self.stream
-        cuda.check(cuda.rt.cudaMemcpyAsync(eng.device["frames"], self._frames_ptr, self.frames_host.nbytes,
-                                           cuda.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, s))
-        if not eng.context.execute_async_v3(int(s)):
-            raise RuntimeError("TensorRT segmenter failed")
-        for n, (_, host) in self._out_host.items():
-            cuda.d2h(host[:P], eng.device[n], s)
+        """execute_async_v3 + D2H of the returned outputs (the part captured into a CUDA graph)."""
+        seg, dev, s = self.engines["segmenter"], self._device["segmenter"], self.stream
+        seg.execute(int(s))
+        for n, host in self._out_host.items():
+            out = host[:P]
+            self.cuda.d2h(out.ctypes.data, dev[n], out.nbytes, s)
 
     def _capture(self, P: int):
         rt, cuda, s = self.cuda.rt, self.cuda, self.stream
         try:
-            cuda.check(rt.cudaStreamBeginCapture(s, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+            cuda.check(rt.cudaStreamBeginCapture(s, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
+                       "cudaStreamBeginCapture")
             try:
                 self._enqueue(P)
             finally:
-                graph = cuda.check(rt.cudaStreamEndCapture(s))
+                graph = cuda.check(rt.cudaStreamEndCapture(s), "cudaStreamEndCapture")
             try:
-                return cuda.check(rt.cudaGraphInstantiate(graph, 0))
+                return cuda.check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
             finally:
                 rt.cudaGraphDestroy(graph)  # the executable graph keeps what it needs
         except Exception as err:  # e.g. a plugin that cannot be captured: plain stream calls still work
@@ -236,60 +242,66 @@ class TrtBackend(Backend):
             self.cuda_graph = False
             return None
 
-    def _run_frame(self, P: int, key=None) -> None:
-        graph = self._graphs.get(key) if key is not None else None
-        if graph is not None:
-            self.cuda.check(self.cuda.rt.cudaGraphLaunch(graph, self.stream))
+    def decode(self, window: Sequence[_FrameSlot], text: _TextBinding) -> StepOutputs:
+        """Upload the window's frames (and the prompt set's features when another set was uploaded last), run the
+        segmenter, wait; returns every frame's outputs as views into the pinned outputs (overwritten by the next
+        decode; still readable after :meth:`close`).
+
+        Raises:
+            ValueError: the window does not hold T frames, or holds a frame whose ring slot was overwritten.
+            InputError: the prompt set's shapes are outside the profile.
+        """
+        T = self.frames_shape[0]
+        if len(window) != T:
+            raise ValueError(f"window of {len(window)} frames for a T={T} engine")
+        cuda, s, dev = self.cuda, self.stream, self._device["segmenter"]
+        if text.key != self._shapes_key:
+            self._set_shapes(text)
+        if self._text_owner is not text:
+            for name, arr in text.arrays.items():
+                cuda.h2d(dev[name], arr.ctypes.data, arr.nbytes, s)
+            self._text_owner = text
+        slot_bytes = self._ring[0].nbytes
+        for t, h in enumerate(window):
+            if self._ring_gen[h.slot] != h.generation:
+                raise ValueError("a frame handle in the window was overwritten (the window holds more than T frames "
+                                 "encoded by this backend); keep at most T handles")
+            cuda.h2d(dev["frames"] + t * slot_bytes, self._ring[h.slot].ctypes.data, slot_bytes, s)
+        P = text.key[0]
+        if self._graph is None and self.cuda_graph and self._warm:
+            self._graph = self._capture(P)
+        if self._graph is not None:
+            cuda.check(cuda.rt.cudaGraphLaunch(self._graph, s), "cudaGraphLaunch")
         else:
             self._enqueue(P)
-        self.cuda.check(self.cuda.rt.cudaStreamSynchronize(self.stream))
-
-    # ------------------------------------------------------------------ frames
-    def encode_frame(self, frame: np.ndarray) -> np.ndarray:
-        """``[H, W, 3]`` uint8 → ``[3, H, W]`` uint8 (the engine runs the backbone and the normalisation)."""
-        return np.ascontiguousarray(frame.transpose(2, 0, 1))
-
-    def decode(self, window: Sequence[np.ndarray], text) -> StepOutputs:
-        """Copy the window into the pinned frame buffer, launch, wait; returns views into the pinned outputs."""
-        if len(window) != self.frames_shape[0]:
-            raise ValueError(f"window of {len(window)} frames for a T={self.frames_shape[0]} engine")
-        for t, f in enumerate(window):
-            self.frames_host[t] = f
-        P = text["P"]
-        self._run_frame(P, text["key"])
-        o = {n: host[:P] for n, (_, host) in self._out_host.items()}
-        return StepOutputs(query_logits=o["pred_logits"][:, -1, :, 0], mask_logits=o["pred_masks"][:, -1],
+            self._warm = True
+        cuda.sync(s)
+        o = {n: host[:P] for n, host in self._out_host.items()}
+        # every frame of the window (StepOutputs: [P, T, Q], [P, T, Q, h, w], [P])
+        return StepOutputs(query_logits=o["pred_logits"][..., 0], mask_logits=o["pred_masks"],
                            positive_logit=o["pred_positives"][:, 0])
 
     def close(self) -> None:
-        rt = getattr(self, "cuda", None) and self.cuda.rt
-        if not rt or not getattr(self, "engines", None):
+        """Wait for the stream, free device memory, graph and stream; page-locked buffers are released once no
+        returned view needs them. Idempotent."""
+        if not getattr(self, "engines", None):
             return
-        for g in self._graphs.values():
-            if g is not None:
-                rt.cudaGraphExecDestroy(g)
-        for eng in self.engines.values():
-            eng.free()
-        for ptr, _ in self._out_host.values():
-            rt.cudaFreeHost(ptr)
-        rt.cudaFreeHost(self._frames_ptr)
+        rt = self.cuda.rt
+        try:
+            self.cuda.sync(self.stream)
+        except Exception as err:  # a failed kernel: still release what can be released
+            log.warning("closing the TensorRT backend after a CUDA error: %s", err)
+        self._drop_graph()
+        for bufs in self._device.values():
+            for ptr in bufs.values():
+                self.cuda.free(ptr)
+        self._device = {}
+        self.engines = {}  # contexts and engines before the runtime
+        self._text_owner = None
+        self._ring = []
+        self._out_host = {}
+        self._host.close()
         rt.cudaStreamDestroy(self.stream)
-        self.engines = {}
-
-
-def _make_logger(trt):
-    """A ``trt.ILogger`` forwarding to :mod:`logging` (INFO and below as DEBUG)."""
-
-    class Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-
-        def log(self, severity, msg):
-            level = logging.ERROR if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR) else (
-                logging.WARNING if severity == trt.ILogger.WARNING else logging.DEBUG)
-            log.log(level, "TensorRT: %s", msg)
-
-    return Logger()
 
 
 def _read_json(path: Path) -> dict:
