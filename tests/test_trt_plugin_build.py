@@ -6,12 +6,16 @@
   libcudart (it dlopens on a machine with no TensorRT and no GPU);
 * ``trt_plugins/msda/tests/plugin_host_check.cpp`` drives the plugin through TensorRT's interfaces (creator,
   capabilities, output types/shapes, format combinations, shape validation, lifetime);
-* the Python loader's error messages (missing library, wrong TensorRT major).
+* the Python loader's error messages (missing library, wrong TensorRT major);
+* the architectures in the library (``cuobjdump --list-elf`` / ``--list-ptx``, cuobjdump from the PyPI package
+  ``nvidia-cuda-cuobjdump`` of the ``dev`` extra): SASS for every architecture nvcc supports from sm_75 up and PTX
+  for the newest, or exactly ``CUDA_ARCHS`` when that narrowed the build.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,7 +79,11 @@ def test_needs_no_tensorrt_or_shared_cudart(plugin_lib, build_info):
         pytest.skip("readelf (binutils) not found")
     dyn = subprocess.run(["readelf", "-d", str(plugin_lib)], capture_output=True, text=True, check=True).stdout
     needed = [line.split("[")[-1].rstrip("]") for line in dyn.splitlines() if "(NEEDED)" in line]
-    assert not any(n.startswith("libcudart") for n in needed), f"cudart must be static: {needed}"
+    if build_info.get("cudart", "static") == "shared":
+        major = build_info["cuda_compiler_version"].split(".")[0]
+        assert f"libcudart.so.{major}" in needed, f"CUDART=shared must need libcudart.so.{major}: {needed}"
+    else:
+        assert not any(n.startswith("libcudart") for n in needed), f"cudart must be static: {needed}"
     if build_info.get("static_register", "OFF").upper() in ("OFF", "FALSE", "0", ""):
         assert not any(n.startswith("libnvinfer") for n in needed), needed
 
@@ -117,7 +125,7 @@ def test_check_without_tensorrt_installed(plugin_lib):
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        with pytest.raises(PluginLibraryError, match="tensorrt.*not installed"):
+        with pytest.raises(PluginLibraryError, match=r"(?i)tensorrt.*(not installed|import tensorrt. failed)"):
             trt_plugin.check_plugin_trt_major(plugin_lib)
     else:
         pytest.skip("tensorrt is installed")
@@ -169,3 +177,66 @@ def test_module_imports_neither_torch_nor_tensorrt():
             "bad = [m for m in ('torch', 'tensorrt') if m in sys.modules]; assert not bad, bad")
     res = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stderr
+
+
+# ---- architectures in the library ----------------------------------------------------------------------
+
+
+def _cuobjdump() -> str | None:
+    """cuobjdump on PATH, in the CUDA toolkit, or from the PyPI wheel nvidia-cuda-cuobjdump (nvidia/*/bin)."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    nvcc = _nvcc()
+    if nvcc and (Path(nvcc).parent / "cuobjdump").is_file():
+        return str(Path(nvcc).parent / "cuobjdump")
+    try:
+        import nvidia  # namespace package of NVIDIA's wheels
+    except ImportError:
+        return None
+    for base in getattr(nvidia, "__path__", []):
+        for cand in sorted(Path(base).glob("*/bin/cuobjdump")):
+            if os.access(cand, os.X_OK):
+                return str(cand)
+    return None
+
+
+def _nvcc_archs(nvcc: str) -> list[int]:
+    out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, check=True).stdout
+    return sorted({int(a) for a in re.findall(r"sm_(\d+)\b", out) if int(a) >= 75})
+
+
+def _expected_archs(build_info) -> tuple[set[int], set[int]]:
+    """(SASS archs, PTX archs) from CMAKE_CUDA_ARCHITECTURES syntax: N-real = SASS, N-virtual = PTX, N = both."""
+    sass, ptx = set(), set()
+    for item in build_info["cuda_architectures"].split(";"):
+        num, _, kind = item.partition("-")
+        if kind in ("", "real"):
+            sass.add(int(num))
+        if kind in ("", "virtual"):
+            ptx.add(int(num))
+    return sass, ptx
+
+
+def test_default_arch_list_is_every_nvcc_arch_from_75(plugin_lib, build_info):
+    if os.environ.get("CUDA_ARCHS"):
+        pytest.skip(f"CUDA_ARCHS={os.environ['CUDA_ARCHS']} narrows the build")
+    archs = _nvcc_archs(_nvcc())
+    sass, ptx = _expected_archs(build_info)
+    assert sorted(sass) == archs, f"build_info {build_info['cuda_architectures']} vs nvcc {archs}"
+    assert ptx == {archs[-1]}, f"PTX only for the newest ({archs[-1]}): {build_info['cuda_architectures']}"
+    assert {80, 86, 89, 90} <= set(archs), "an nvcc >= 11.8 must offer A100, RTX 30xx, RTX 40xx/L4, Hopper"
+
+
+def test_library_contains_the_architectures(plugin_lib, build_info):
+    tool = _cuobjdump()
+    if tool is None:
+        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump, in the dev extra)")
+    elf = subprocess.run([tool, "--list-elf", str(plugin_lib)], capture_output=True, text=True)
+    assert elf.returncode == 0, elf.stderr
+    got_sass = {int(a) for a in re.findall(r"\.sm_(\d+)\.cubin", elf.stdout)}
+    ptx = subprocess.run([tool, "--list-ptx", str(plugin_lib)], capture_output=True, text=True)
+    got_ptx = {int(a) for a in re.findall(r"\.sm_(\d+)\.ptx", ptx.stdout)}
+    want_sass, want_ptx = _expected_archs(build_info)
+    assert got_sass == want_sass, f"cuobjdump --list-elf: {sorted(got_sass)}, expected {sorted(want_sass)}"
+    assert got_ptx == want_ptx, f"cuobjdump --list-ptx: {sorted(got_ptx)}, expected {sorted(want_ptx)}"

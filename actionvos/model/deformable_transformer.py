@@ -15,13 +15,62 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actionvos.model.msda import ms_deform_attn_core
+from actionvos.model.msda import ms_deform_attn_core, starts_from_shapes
 
-__all__ = ["MSDeformAttn", "DeformableTransformer", "inverse_sigmoid", "MLP"]
+__all__ = ["MSDeformAttn", "DeformableTransformer", "inverse_sigmoid", "MLP", "shape_constant"]
+
+# Small per-(shapes, dtype, device) constants (level offsets, normalisers): built once, so a CUDA forward does not
+# upload them (a blocking host->device copy, illegal inside CUDA-graph capture) on every call.
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+_MAX_CONSTANTS = 256
+
+
+def shape_constant(kind: str, spatial_shapes, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Cached constant tensor derived from python level shapes ``[(H_l, W_l), ...]`` on ``device``.
+
+    Args:
+        kind: ``"starts"`` → ``[L]`` level start offsets (``dtype`` integer); ``"normalizer"`` → ``[L, 2]``
+            ``(W_l, H_l)`` (``dtype`` float); ``"shapes"`` → ``[L, 2]`` ``(H_l, W_l)``.
+        spatial_shapes: python ints ``(H_l, W_l)`` per level.
+        dtype, device: of the result.
+
+    Returns:
+        A tensor that must not be modified (it is shared). Built outside inference mode, so it can also be used
+        by autograd later; while tracing it is a graph constant, as the per-call tensor it replaces was.
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    shapes = tuple((int(h), int(w)) for h, w in spatial_shapes)
+    key = (kind, shapes, dtype, torch.device(device))
+    t = _CONSTANTS.get(key)
+    if t is None:
+        if kind == "starts":
+            data = starts_from_shapes(shapes)
+        elif kind == "normalizer":
+            data = [[w, h] for h, w in shapes]
+        elif kind == "shapes":
+            data = [list(s) for s in shapes]
+        else:
+            raise ValueError(f"unknown shape constant kind {kind!r}: use starts, normalizer or shapes")
+        with torch.inference_mode(False), torch.no_grad():
+            t = torch.tensor(data, dtype=dtype, device=device)
+        if torch.jit.is_tracing():  # a traced value must not outlive its trace
+            return t
+        if len(_CONSTANTS) >= _MAX_CONSTANTS:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = t
+    return t
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``log(x / (1 - x))`` with both clamped to ``eps`` (Deformable-DETR ``util/misc.py``)."""
+    """``log(x / (1 - x))`` with both clamped to ``eps`` (Deformable-DETR ``util/misc.py``).
+
+    Half-precision inputs are computed (and returned) in float32: ``eps = 1e-5`` is below FP16's resolution near 1,
+    and the FP16 mode keeps box refinement in FP32 (:mod:`actionvos.model.cuda_fast`). Float32 is unchanged.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     x = x.clamp(min=0, max=1)
     x1 = x.clamp(min=eps)
     x2 = (1 - x).clamp(min=eps)
@@ -48,7 +97,8 @@ class MSDeformAttn(nn.Module):
 
     ``sampling_offsets: Linear(d, M*L*P*2)``, ``attention_weights: Linear(d, M*L*P)`` (softmax over L*P),
     ``value_proj``, ``output_proj``. The sampling core is ``self.core`` (default the grid_sample oracle);
-    export swaps it for the custom op or a decomposed version with the same contract.
+    export swaps it for the custom op or a decomposed version with the same contract, and the PyTorch CUDA
+    backend for the plugin's CUDA kernel (:func:`actionvos.model.cuda_fast.use_msda_kernel`).
     """
 
     def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
@@ -94,7 +144,10 @@ class MSDeformAttn(nn.Module):
             reference_points: ``[N, Lq, L, 2]`` normalised (x, y) or ``[N, Lq, L, 4]`` normalised cxcywh boxes.
             input_flatten: ``[N, S, d]`` flattened multi-level features.
             spatial_shapes: ``L`` pairs ``(H_l, W_l)`` (python ints).
-            level_start_index: ``[L]`` int64.
+            level_start_index: ``[L]`` int64, the cumulative level areas (``[0, H0*W0, ...]``, as
+                :class:`DeformableTransformer` builds it). With the default oracle core and a tensor off the CPU,
+                the oracle gets the same offsets computed from ``spatial_shapes`` in python instead (reading the
+                tensor would be a device→host copy, a GPU sync, per layer).
             padding_mask: optional ``[N, S]`` bool, True on padding.
         Returns: ``[N, Lq, d]``.
         """
@@ -108,14 +161,17 @@ class MSDeformAttn(nn.Module):
         offsets = self.sampling_offsets(query).view(N, Lq, M, L, P, 2)
         weights = F.softmax(self.attention_weights(query).view(N, Lq, M, L * P), -1).view(N, Lq, M, L, P)
         if reference_points.shape[-1] == 2:
-            normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
+            normalizer = shape_constant("normalizer", spatial_shapes, query.dtype, query.device)
             locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
         else:
             locations = (
                 reference_points[:, :, None, :, None, :2]
                 + offsets / P * reference_points[:, :, None, :, None, 2:] * 0.5
             )
-        return self.output_proj(self.core(value, spatial_shapes, level_start_index, locations, weights))
+        starts = level_start_index
+        if self.core is ms_deform_attn_core and isinstance(starts, torch.Tensor) and starts.device.type != "cpu":
+            starts = starts_from_shapes(spatial_shapes)
+        return self.output_proj(self.core(value, spatial_shapes, starts, locations, weights))
 
 
 class DeformableTransformerEncoderLayer(nn.Module):
@@ -284,9 +340,7 @@ class DeformableTransformer(nn.Module):
             [p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, p in enumerate(pos_embeds)], 1
         )
         N = src_flatten.shape[0]
-        areas = [h * w for h, w in spatial_shapes]
-        level_start_index = torch.tensor([sum(areas[:i]) for i in range(len(areas))], dtype=torch.long,
-                                         device=src_flatten.device)
+        level_start_index = shape_constant("starts", spatial_shapes, torch.long, src_flatten.device)
         if masks is None:
             mask_flatten = None
             valid_ratios = src_flatten.new_ones(N, len(srcs), 2)

@@ -22,7 +22,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ms_deform_attn_core", "level_start_index_from_shapes"]
+__all__ = ["ms_deform_attn_core", "level_start_index_from_shapes", "starts_from_shapes"]
+
+
+def starts_from_shapes(spatial_shapes) -> list[int]:
+    """Python ``(H, W)`` pairs → python start offsets ``[0, H0*W0, H0*W0+H1*W1, ...]`` (no tensor, no device)."""
+    starts, acc = [], 0
+    for h, w in spatial_shapes:
+        starts.append(acc)
+        acc += int(h) * int(w)
+    return starts
 
 
 def level_start_index_from_shapes(spatial_shapes: torch.Tensor) -> torch.Tensor:
@@ -43,7 +52,9 @@ def ms_deform_attn_core(
     Args:
         value: ``[N, S, M, D]`` float32/float16 values per head.
         spatial_shapes: ``[L, 2]`` integer tensor or list of ``(H, W)`` per level; ``sum(H*W)`` must equal ``S``.
-        level_start_index: ``[L]`` integer tensor or list: where each level starts in ``S``.
+        level_start_index: ``[L]`` integer tensor or list: where each level starts in ``S``. Pass lists (or CPU
+            tensors) on the GPU: a device tensor is read back with ``.tolist()``, a device→host copy that waits
+            for the GPU (:func:`starts_from_shapes` computes the list from python shapes).
         sampling_locations: ``[N, Lq, M, L, P, 2]`` normalised ``(x, y)`` in ``[0, 1]`` (outside allowed → zeros).
         attention_weights: ``[N, Lq, M, L, P]`` soft-maxed weights.
 
