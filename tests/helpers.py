@@ -37,35 +37,55 @@ def box_video_path() -> Path:
     return shared_dir() / "data" / "videos" / "box.mp4"
 
 
-def make_tiny_checkpoint(path: str | os.PathLike, seed: int = 0, **inference_overrides) -> Path:
-    """Build the ``reference_tiny`` preset with ``torch.manual_seed(seed)`` and save it with its config embedded.
+def make_tiny_checkpoint(path: str | os.PathLike, seed: int = 0, tokenizer: str | os.PathLike | None = None,
+                         **card_overrides) -> Path:
+    """Build the ``reference_tiny`` preset with ``torch.manual_seed(seed)`` and save it as one of our checkpoints.
 
-    The checkpoint carries ``random_weights: True`` and a ``weights_note`` so tools can say the masks are
-    meaningless. ``inference_overrides`` (e.g. ``short_side=96``, ``max_clip_frames=2``) change only inference
-    settings of the embedded config, so end-to-end tests on a 2-core CPU can run the model small; the weights
-    are those of the preset either way. Returns ``path``.
+    With ``tokenizer`` (a folder from :func:`train_tiny_tokenizer`) the checkpoint is self-contained: it carries its
+    model card (``card``) and tokenizer files, like a training output. Without it, it has only ``config`` (like an
+    official checkpoint plus our config) and needs ``--tokenizer``. ``card_overrides`` (``short_side=96``,
+    ``max_clip_frames=2``, ``pos_cls_thres``, ``mask_threshold``, ``background_prob``, ``prompt_template``) change
+    only the card's deployment facts, so end-to-end tests on a 2-core CPU can run the model small. The checkpoint
+    says its weights are random (``random_weights``, ``weights_note``, and the card's ``weights_note``). Returns
+    ``path``.
     """
     import dataclasses
 
     import torch
 
+    from actionvos.card import InputRule, Thresholds, card_for_checkpoint
     from actionvos.model.builder import build_model
-    from actionvos.model.checkpoint import save_checkpoint
     from actionvos.model.config import get_preset
+    from actionvos.io_utils import atomic_path
 
-    cfg = get_preset("reference_tiny")
     allowed = {"short_side", "max_clip_frames", "pos_cls_thres", "mask_threshold", "background_prob", "prompt_template"}
-    if set(inference_overrides) - allowed:
+    if set(card_overrides) - allowed:
         raise TypeError(f"only inference settings can be overridden: {sorted(allowed)}")
-    cfg = dataclasses.replace(cfg, **inference_overrides)
+    cfg = get_preset("reference_tiny")
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
-    save_checkpoint(
-        path,
-        model,
-        cfg,
-        extra={"random_weights": True, "weights_note": f"random weights (torch.manual_seed({seed})), pipeline check only"},
-    )
+    note = f"random weights (torch.manual_seed({seed})), pipeline check only"
+    obj = {"model": model.state_dict(), "random_weights": True, "weights_note": note}
+    card = card_for_checkpoint(cfg, f"tiny-seed{seed}", weights_note=note)
+    o = card_overrides
+    card = dataclasses.replace(
+        card,
+        input=InputRule(short_side=o.get("short_side", card.input.short_side),
+                        max_clip_frames=o.get("max_clip_frames", card.input.max_clip_frames)),
+        thresholds=Thresholds(o.get("pos_cls_thres", card.thresholds.pos_cls_thres),
+                              o.get("mask_threshold", card.thresholds.mask_threshold),
+                              o.get("background_prob", card.thresholds.background_prob), rule="test fixture"),
+        prompt_template=o.get("prompt_template", card.prompt_template))
+    if tokenizer is not None:
+        from actionvos.artifacts import checkpoint_extras
+        from actionvos.tokenizer import Tokenizer
+
+        tok = Tokenizer.from_dir(tokenizer)
+        obj.update(checkpoint_extras(dataclasses.replace(card, tokenizer_sha256=tok.sha256), tok))
+    else:
+        obj["config"] = {**cfg.to_dict(), **{k: v for k, v in card_overrides.items()}}
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return Path(path)
 
 

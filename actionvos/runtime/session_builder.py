@@ -1,5 +1,5 @@
-"""Build a :class:`~actionvos.runtime.session.StreamSession` from command-line style arguments (backend + model files
-+ tokenizer + streaming settings + prompt cache). Shared by ``actionvos camera`` and ``actionvos run --stream``."""
+"""Build a :class:`~actionvos.runtime.session.StreamSession` from command-line style arguments (any artifact + streaming
+settings + prompt cache). Shared by ``actionvos camera`` and ``actionvos run --stream``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import logging
 from pathlib import Path
 
 from actionvos.errors import ConfigError, InputError
-from actionvos.runtime.backends.factory import open_backend
 from actionvos.runtime.prompt_cache import PromptCache
 from actionvos.runtime.session import StreamConfig, StreamSession
-from actionvos.runtime.tokenizer import BpeTokenizer
 
-__all__ = ["open_session", "resolve_tokenizer", "prompt_cache_path", "parse_size"]
+__all__ = ["open_session", "prompt_cache_path", "parse_size"]
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +34,6 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def resolve_tokenizer(tokenizer: str | Path | None, onnx: str | Path | None) -> Path:
-    """The tokenizer folder: ``--tokenizer``, else the folder recorded in the ONNX export's metadata if it exists.
-
-    Raises:
-        InputError: none given and none recorded.
-    """
-    if tokenizer is not None:
-        return Path(tokenizer)
-    if onnx is not None:
-        from actionvos.runtime.backends.onnxruntime import read_manifest
-
-        recorded = (read_manifest(onnx).get("options") or {}).get("tokenizer")
-        if recorded and Path(recorded).is_dir():
-            log.info("tokenizer: %s (recorded at export)", recorded)
-            return Path(recorded)
-    raise InputError("no tokenizer given; pass --tokenizer with the folder holding roberta-base's vocab.json and merges.txt")
-
-
 def prompt_cache_path(setting: str | None, checkpoint=None, onnx=None, engine=None) -> Path | None:
     """Where the prompt cache is persisted: ``off``/None → in memory only; ``auto`` → ``prompt_cache.npz`` next to
     the engine / ONNX folder (or ``<checkpoint>.prompt_cache.npz``); anything else is a file path."""
@@ -68,28 +48,32 @@ def prompt_cache_path(setting: str | None, checkpoint=None, onnx=None, engine=No
     return None
 
 
-def open_session(backend: str = "auto", *, checkpoint=None, onnx=None, engine=None, tokenizer=None, device=None,
-                 preset=None, threads=None, plugin_library=None, config: StreamConfig | None = None,
+def open_session(backend: str = "auto", *, model=None, checkpoint=None, onnx=None, engine=None, tokenizer=None,
+                 device=None, preset=None, threads=None, plugin_library=None, config: StreamConfig | None = None,
                  prompt_cache: str | None = None, cache_capacity: int = 256) -> StreamSession:
-    """Load the backend and tokenizer and return a ready session (prompts not set yet).
+    """Load any artifact (:func:`actionvos.artifacts.open_model`) and return a ready session (prompts not set yet).
 
     Args:
-        backend, checkpoint, onnx, engine, device, preset, threads, plugin_library: see
-            :func:`~actionvos.runtime.backends.factory.open_backend`.
-        tokenizer: tokenizer folder (see :func:`resolve_tokenizer`).
-        config: streaming settings.
+        backend, tokenizer, device, preset, threads, plugin_library: see :func:`~actionvos.artifacts.open_model`.
+        model / checkpoint / onnx / engine: the artifact (at most one; none = the bundled demo model). Artifacts of
+            ours carry their tokenizer; only an official checkpoint needs ``tokenizer``.
+        config: streaming settings (their threshold / template overrides are recorded in the card).
         prompt_cache: ``off`` (default), ``auto`` or a ``.npz`` path (see :func:`prompt_cache_path`).
         cache_capacity: LRU bound (entries).
     Raises:
         ConfigError / InputError / CheckpointError: bad options or files (one line each).
     """
+    from actionvos.artifacts import open_model
+
+    given = [m for m in (model, checkpoint, onnx, engine) if m is not None]
+    if len(given) > 1:
+        raise ConfigError("pass one model: --checkpoint, --onnx or --engine (or none for the bundled demo)")
     config = (config or StreamConfig()).check()
-    tok = BpeTokenizer.from_dir(resolve_tokenizer(tokenizer, onnx))
-    be = open_backend(backend, checkpoint=checkpoint, onnx=onnx, engine=engine, device=device, preset=preset,
-                      threads=threads, plugin_library=plugin_library, window=config.window)
+    be, tok = open_model(given[0] if given else None, backend=backend, tokenizer=tokenizer, preset=preset,
+                         device=device, threads=threads, plugin_library=plugin_library)
     try:
-        cache = PromptCache(be.info.model_id, tok.tokenizer_id, capacity=cache_capacity,
-                            path=prompt_cache_path(prompt_cache, checkpoint, onnx, engine))
+        cache = PromptCache(be.info.card.override(**config.overrides()).model_id, tok.sha256, capacity=cache_capacity,
+                            path=prompt_cache_path(prompt_cache, checkpoint or model, onnx, engine))
         session = StreamSession(be, config, tok, cache)
     except BaseException:
         be.close()

@@ -19,8 +19,10 @@ from rt_common import INPUT_SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("rt_ckpt") / "tiny48.pth", seed=0, short_side=INPUT_SIZE[0])
+def tiny_ckpt(tmp_path_factory, tok_dir) -> Path:
+    """The tiny random checkpoint with its card and tokenizer embedded (self-contained, like a training output)."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("rt_ckpt") / "tiny48.pth", seed=0, tokenizer=tok_dir,
+                                short_side=INPUT_SIZE[0])
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +58,9 @@ def box_frames() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tokenizer(tok_dir):
-    from actionvos.runtime.tokenizer import BpeTokenizer
+    from actionvos.tokenizer import Tokenizer
 
-    return BpeTokenizer.from_dir(tok_dir)
+    return Tokenizer.from_dir(tok_dir)
 
 
 @pytest.fixture(scope="session")
