@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import logging
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "file_sha256",
+    "blocked_global",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,33 @@ def file_sha256(path: str | Path, length: int = 16) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:length]
+
+
+#: Phrases of torch's ``weights_only`` unpickler when it refuses a class or function (torch 2.1 .. 2.13 wordings:
+#: "Unsupported global: GLOBAL x.y was not an allowed global", "Trying to load unsupported GLOBAL posix.system
+#: whose module posix is blocked", "WeightsUnpickler error: ..."), matched case-insensitively.
+_BLOCKED_PATTERNS = (
+    re.compile(r"unsupported\s+global:?\s+(?:GLOBAL\s+)?([\w.<>]+)", re.IGNORECASE),
+    re.compile(r"\bGLOBAL\s+([\w.<>]+)\s+(?:was\s+not\s+an\s+allowed|whose\s+module)", re.IGNORECASE),
+    re.compile(r"(?:is\s+blocked|not\s+an\s+allowed\s+global|allowlist|safe_globals)", re.IGNORECASE),
+)
+
+
+def blocked_global(message: str) -> str | None:
+    """What torch's ``weights_only`` unpickler refused, from its error ``message``; ``None`` when the message is
+    not such a refusal (e.g. corrupt bytes: "invalid load key").
+
+    Returns:
+        ``"GLOBAL posix.system"``-like text naming the refused class or function, or ``"a non-allowlisted
+        Python object"`` when the message says so without a name.
+    """
+    for i, pattern in enumerate(_BLOCKED_PATTERNS):
+        m = pattern.search(message)
+        if m:
+            return f"GLOBAL {m.group(1)}" if i < 2 else "a non-allowlisted Python object"
+    if "weightsunpickler error" in message.lower() and "global" in message.lower():
+        return "a non-allowlisted Python object"
+    return None
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -68,17 +97,18 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        text = str(err)
-        reason = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), None)
-        if reason is None:  # not a pickle of objects: the bytes themselves are broken
+        blocked = blocked_global(str(err))
+        if blocked is None:  # not a pickle of objects: the bytes themselves are broken
             raise CheckpointError(
                 f"checkpoint {path} cannot be read (corrupt or not a torch.save archive); re-download or re-save it"
             ) from None
         raise CheckpointError(
-            f"checkpoint {path} is not plain weights (weights_only loading refuses it: {reason[:160]}); "
-            "re-save it as {'model': model.state_dict()}"
+            f"checkpoint {path} contains Python objects that are not plain weights ({blocked}) and is refused for "
+            "safety: unpickling them could run arbitrary code; if you trust its source, re-save it as "
+            "{'model': model.state_dict()} (tensors only)"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, MemoryError, pickle.PickleError) as err:  # a text file gives KeyError, random bytes others
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}); "
             "the file is corrupt or not a torch.save archive"

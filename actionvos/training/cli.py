@@ -116,10 +116,19 @@ def evaluate_command(
 
     from .metrics import evaluate_folder
 
-    if not pred.is_dir():
-        from ..errors import InputError
+    from ..errors import InputError
 
+    if not pred.is_dir():
         raise InputError(f"--pred {str(pred)!r} is not a folder of {{sequence}}/{{frame}}.png predictions")
+    if json_path is not None:  # fail before the (long) evaluation, not after it
+        if json_path.is_dir():
+            raise InputError(f"--json {str(json_path)!r} is a folder; pass a file path such as "
+                             f"{str(json_path / 'metrics.json')!r}")
+        parent = json_path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(f"--json {str(json_path)!r}: {str(parent)!r} is a file, not a folder")
     m = evaluate_folder(pred, gt, split_json)
     table = Table(title=f"ActionVOS metrics ({m['num_sequences']} sequences, {m['num_pairs']} object-frame pairs)")
     for k in METRIC_KEYS:

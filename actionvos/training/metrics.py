@@ -14,7 +14,10 @@ is empty (e.g. no negative entry with U > 0) is ``nan``; the official script wou
 
 Missing prediction PNGs are treated as an empty prediction (all background), counted in
 ``missing_predictions`` and warned about once; a missing or unreadable GT PNG raises
-:class:`~actionvos.errors.InputError`. A prediction of a different size than the GT raises too.
+:class:`~actionvos.errors.InputError`. A prediction of a different size than the GT raises too. So do inputs that
+would only produce a table of ``nan`` or of an all-background prediction: a split that lists no sequences (``[]``),
+one whose sequences are all skipped as flagged, one without a single (object, frame) pair, and a prediction folder
+that holds no PNG for any of the split's frames (the wrong ``--pred``).
 """
 
 from __future__ import annotations
@@ -139,8 +142,12 @@ def load_split(split_json: str | Path) -> list[dict]:
         raise InputError(f"split file {path} does not exist; pass ImageSets/{{split}}.json of the dataset") from None
     except json.JSONDecodeError as e:
         raise InputError(f"split file {path} is not valid JSON ({e}); regenerate it with prepare-visor") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read split file {path} ({type(e).__name__}: {e}); pass ImageSets/{{split}}.json") from None
     if not isinstance(data, list) or not all(isinstance(s, dict) for s in data):
         raise InputError(f"split file {path} must be a JSON list of sequence dicts (spec 5.1)")
+    if not data:
+        raise InputError(f"split file {path} lists no sequences ([]); pass a split with sequences, e.g. ImageSets/val.json")
     for s in data:
         missing = {"seq_id", "video", "verb", "noun", "sparse_frames", "object_classes"} - s.keys()
         if missing:
@@ -149,10 +156,21 @@ def load_split(split_json: str | Path) -> list[dict]:
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L"):
-            raise InputError(f"{path} is a {im.mode} image; masks must be palette (P) or grey (L) label PNGs")
-        return np.array(im)
+    """``[H, W]`` uint8 labels of a palette (P) or grey (L) PNG.
+
+    Raises:
+        InputError: not an image, unreadable, or another mode (e.g. RGB).
+    """
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise InputError(f"{path} is a {im.mode} image; masks must be palette (P) or grey (L) label PNGs")
+            return np.array(im)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise InputError(f"cannot read mask {path} ({type(err).__name__}: {err}); it must be a palette (P) or "
+                         "grey (L) label PNG") from None
 
 
 def evaluate_folder(pred: str | Path, gt: str | Path, split_json: str | Path, skip_flagged: bool = True) -> dict:
@@ -164,20 +182,30 @@ def evaluate_folder(pred: str | Path, gt: str | Path, split_json: str | Path, sk
 
     Raises:
         InputError: the split file, a GT PNG, or the GT folder is missing or unreadable, or a
-            prediction's size differs from its GT.
+            prediction's size differs from its GT; the split lists no sequences, or none is left after skipping
+            flagged ones, or they have no (object, frame) pair; no prediction PNG exists for any frame of the split;
+            a sequence or frame name would lead outside ``pred`` / ``gt``.
     """
+    from ..io_utils import safe_child
+
     pred, gt = Path(pred), Path(gt)
     if not gt.is_dir():
         raise InputError(f"ground-truth folder {gt} does not exist; pass Annotations_Sparse/{{split}}")
     acc = MetricAccumulator()
-    n_seq, n_missing = 0, 0
-    for seq in load_split(split_json):
+    n_seq, n_missing, n_frames, n_flagged = 0, 0, 0, 0
+    fix = f"fix that entry of {split_json}"
+    seqs = load_split(split_json)
+    for seq in seqs:
         if skip_flagged and (seq.get("redundant") or seq.get("other") or seq.get("missing")):
+            n_flagged += 1
             continue
         n_seq += 1
         folder = sequence_folder_name(seq)
+        safe_child(gt, folder, what="sequence", fix=fix)
         for frame in seq["sparse_frames"]:
             name = frame.replace("jpg", "png")
+            safe_child(gt, name, what=f"sequence {folder}: frame", fix=fix)
+            n_frames += 1
             gt_path = gt / folder / name
             if not gt_path.is_file():
                 raise InputError(f"ground-truth mask {gt_path} is missing; check --gt and the split file")
@@ -194,6 +222,18 @@ def evaluate_folder(pred: str | Path, gt: str | Path, split_json: str | Path, sk
             for k, obj in seq["object_classes"].items():
                 color = int(k)
                 acc.update(p == color, g == color, bool(obj["positive"]))
+    if n_seq == 0:
+        raise InputError(f"split file {split_json}: all {n_flagged} sequences are flagged redundant/other/missing and "
+                         "skipped, so there is nothing to evaluate; pass a split with unflagged sequences")
+    if not acc.gious:
+        raise InputError(f"split file {split_json}: its {n_seq} sequence(s) have no (object, frame) pair to score "
+                         "(empty sparse_frames or object_classes); pass a split with annotated frames")
+    if n_missing == n_frames:
+        seq0 = next(s for s in seqs if s["sparse_frames"] and not (
+            skip_flagged and (s.get("redundant") or s.get("other") or s.get("missing"))))
+        example = pred / sequence_folder_name(seq0) / seq0["sparse_frames"][0].replace("jpg", "png")
+        raise InputError(f"no prediction PNG found under {pred} for any of the {n_frames} frames of the split "
+                         f"(expected e.g. {example}); check --pred (for actionvos run outputs pass {{output}}/{{split}})")
     if n_missing:
         warnings.warn(f"{n_missing} prediction PNG(s) missing under {pred}; scored as empty predictions", stacklevel=2)
     out = acc.result()
