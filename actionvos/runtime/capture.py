@@ -302,6 +302,10 @@ class CaptureThread(threading.Thread):
         import cv2
 
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        try:  # OpenCV's own "can't open" warnings duplicate the capture log lines
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        except AttributeError:
+            pass
         src = self.source
         if src.kind == "stream":
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),

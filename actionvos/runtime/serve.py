@@ -16,8 +16,6 @@ server binds 127.0.0.1 unless told otherwise and warns when bound elsewhere. It 
 (:func:`start_server`) and stops with the app (:meth:`LiveServer.stop`).
 """
 
-from __future__ import annotations
-
 import ipaddress
 import logging
 import socket
@@ -27,6 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from actionvos.errors import ConfigError
+
+# No ``from __future__ import annotations`` here: FastAPI reads the request model from the route's annotations at
+# definition time, and that model is a class local to :func:`build_app`.
 
 if TYPE_CHECKING:
     from actionvos.runtime.camera import LiveApp
