@@ -1,13 +1,20 @@
-"""The MSDA CUDA kernels of the TensorRT plugin, callable from PyTorch (tests and benchmarks).
+"""The MSDA CUDA kernels of the TensorRT plugin, callable from PyTorch (the CUDA backend, tests, benchmarks).
 
 ``trt_plugins/msda/msda_kernel.cu`` is JIT-compiled with ``torch.utils.cpp_extension.load`` together with
 ``trt_plugins/msda/torch_ext.cpp`` the first time :func:`load_msda_extension` runs (needs a CUDA build of
-PyTorch and nvcc; the build is cached by PyTorch under ``trt_plugins/msda/build/torch_ext``). Nothing is
+PyTorch and nvcc; the build is cached by PyTorch under ``trt_plugins/msda/build/torch_ext``, and a log line says
+when it builds). Before building, nvcc's CUDA version is checked against ``torch.version.cuda`` and the driver
+(:mod:`actionvos.export.cuda_compat`, the same check ``trt_plugins/build.sh`` runs against TensorRT). Nothing is
 imported or built at module import time.
+
+:func:`msda_kernel_core` is a drop-in ``MSDeformAttn.core`` (same contract as the oracle
+:func:`actionvos.model.msda.ms_deform_attn_core`); index tensors are uploaded once per level-shape set and cached.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,43 +23,86 @@ from actionvos.errors import ActionVOSError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MsdaExtensionError", "load_msda_extension", "msda_cuda"]
+__all__ = ["MsdaExtensionError", "load_msda_extension", "msda_cuda", "msda_kernel_core", "extension_status"]
+
+log = logging.getLogger(__name__)
 
 _SRC_DIR = Path(__file__).resolve().parents[2] / "trt_plugins" / "msda"
 _EXT_NAME = "actionvos_msda_ext"
 _ext = None
+_ext_error: "MsdaExtensionError | None" = None
+_lock = threading.Lock()
+_index_cache: dict[tuple, "torch.Tensor"] = {}
 
 
 class MsdaExtensionError(ActionVOSError):
     """The MSDA CUDA extension cannot be built or used here (no CUDA PyTorch, no nvcc, no sources)."""
 
 
+def _check_toolchain(torch_cuda: str | None, cuda_home: str | None) -> None:
+    """Raise :class:`MsdaExtensionError` (one line) unless nvcc under ``cuda_home`` fits PyTorch and the driver."""
+    from actionvos.export import cuda_compat as cc
+
+    if torch_cuda is None:
+        raise MsdaExtensionError("the MSDA CUDA extension needs a CUDA build of PyTorch; this one is CPU only "
+                                 "(install a CUDA wheel of torch)")
+    if cuda_home is None:
+        raise MsdaExtensionError("the MSDA CUDA extension needs the CUDA toolkit (nvcc); set CUDA_HOME")
+    nvcc = Path(cuda_home) / "bin" / "nvcc"
+    drv = cc.driver_cuda_version()
+    res = cc.check_versions(cc.nvcc_version(str(nvcc)), torch_cuda=torch_cuda, driver=drv[0] if drv else None,
+                            driver_source=drv[1] if drv else "", what="the MSDA CUDA extension")
+    for note in res.notes:
+        log.debug("msda_cuda: %s", note)
+    if res.error:
+        raise MsdaExtensionError(res.error)
+
+
 def load_msda_extension(verbose: bool = False):
-    """Build (first call, ~1 min) or load the extension module exposing ``msda_forward``.
+    """Build (first call, ~1 min; logged) or load the extension module exposing ``msda_forward``.
+
+    A failure is remembered: later calls raise the same error without trying again.
 
     Raises:
-        MsdaExtensionError: PyTorch has no CUDA support, the CUDA toolkit (nvcc) is missing, the kernel sources
-            are not available (package installed without the repository), or compilation failed.
+        MsdaExtensionError: PyTorch has no CUDA support, the CUDA toolkit (nvcc) is missing or its CUDA major
+            differs from PyTorch's (or exceeds the driver's), the kernel sources are not available (package
+            installed without the repository), or compilation failed.
     """
-    global _ext
+    global _ext, _ext_error
     if _ext is not None:
         return _ext
+    if _ext_error is not None:
+        raise _ext_error
+    with _lock:
+        if _ext is not None:
+            return _ext
+        try:
+            _ext = _build(verbose)
+        except MsdaExtensionError as e:
+            _ext_error = e
+            raise
+    return _ext
+
+
+def _build(verbose: bool):
+    import time
+
     import torch
     from torch.utils import cpp_extension
 
-    if torch.version.cuda is None:
-        raise MsdaExtensionError(
-            f"the MSDA CUDA extension needs a CUDA build of PyTorch; this one is {torch.__version__} (CPU only)"
-        )
-    if cpp_extension.CUDA_HOME is None:
-        raise MsdaExtensionError("the MSDA CUDA extension needs the CUDA toolkit (nvcc); set CUDA_HOME")
+    _check_toolchain(torch.version.cuda, cpp_extension.CUDA_HOME)
     sources = [_SRC_DIR / "torch_ext.cpp", _SRC_DIR / "msda_kernel.cu"]
     if not all(s.is_file() for s in sources):
         raise MsdaExtensionError(f"MSDA kernel sources not found under {_SRC_DIR} (needs a repository checkout)")
     build_dir = _SRC_DIR / "build" / "torch_ext"
     build_dir.mkdir(parents=True, exist_ok=True)
+    built = build_dir / f"{_EXT_NAME}.so"
+    newest_src = max(s.stat().st_mtime for s in sources + [_SRC_DIR / "msda_kernel.cuh"])
+    if not built.is_file() or built.stat().st_mtime < newest_src:
+        log.warning("building the MSDA CUDA extension (first use, about a minute) in %s", build_dir)
+    t0 = time.perf_counter()
     try:
-        _ext = cpp_extension.load(
+        ext = cpp_extension.load(
             name=_EXT_NAME,
             sources=[str(s) for s in sources],
             extra_include_paths=[str(_SRC_DIR)],
@@ -62,8 +112,35 @@ def load_msda_extension(verbose: bool = False):
             verbose=verbose,
         )
     except Exception as e:  # compiler errors surface as RuntimeError / subprocess errors
-        raise MsdaExtensionError(f"building the MSDA CUDA extension failed: {e}") from e
-    return _ext
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MsdaExtensionError(f"building the MSDA CUDA extension failed: {first} "
+                                 f"(rerun with verbose=True for the compiler output)") from e
+    log.info("MSDA CUDA extension ready (%.1f s)", time.perf_counter() - t0)
+    return ext
+
+
+def extension_status() -> str:
+    """``"loaded"``, ``"failed: <reason>"`` or ``"not built"`` (never builds; for logs and reports)."""
+    if _ext is not None:
+        return "loaded"
+    if _ext_error is not None:
+        return f"failed: {_ext_error}"
+    return "not built"
+
+
+def _device_index(values, dtype: "torch.dtype", device: "torch.device") -> "torch.Tensor":
+    """``values`` (python ints, nested) as a cached tensor on ``device`` (uploaded once per distinct value set)."""
+    import torch
+
+    key = (str(values), dtype, device)
+    t = _index_cache.get(key)
+    if t is None:
+        with torch.inference_mode(False), torch.no_grad():
+            t = torch.tensor(values, dtype=dtype, device=device)
+        if len(_index_cache) > 256:
+            _index_cache.clear()
+        _index_cache[key] = t
+    return t
 
 
 def msda_cuda(
@@ -80,8 +157,10 @@ def msda_cuda(
 
     Args:
         value: ``[N, S, M, D]`` float32/float16 CUDA tensor.
-        spatial_shapes: ``[L, 2]`` int32/int64 tensor or list of ``(H, W)`` (moved to value's device).
-        level_start_index: ``[L]`` int32/int64 tensor or list; ``None`` derives it from ``spatial_shapes``.
+        spatial_shapes: ``[L, 2]`` int32/int64 tensor or list of ``(H, W)``. A list is uploaded once and cached
+            (per distinct shapes and device), so repeated calls do not copy host→device.
+        level_start_index: ``[L]`` int32/int64 tensor or list (cached like ``spatial_shapes``); ``None`` derives it
+            from ``spatial_shapes`` (from the python list when given one, else on the device).
         sampling_locations: ``[N, Lq, M, L, P, 2]`` of value's dtype, normalised ``(x, y)``.
         attention_weights: ``[N, Lq, M, L, P]`` of value's dtype.
         out: optional contiguous ``[N, Lq, M*D]`` output tensor to write into.
@@ -98,13 +177,55 @@ def msda_cuda(
 
     ext = load_msda_extension()
     dev = value.device
-    shapes = torch.as_tensor(spatial_shapes, device=dev)
-    if shapes.dtype not in (torch.int32, torch.int64):
-        shapes = shapes.long()
+    if isinstance(spatial_shapes, torch.Tensor):
+        shapes = spatial_shapes.to(dev)
+        if shapes.dtype not in (torch.int32, torch.int64):
+            shapes = shapes.long()
+    else:
+        hw = [[int(h), int(w)] for h, w in spatial_shapes]
+        shapes = _device_index(hw, torch.int64, dev)
+        if level_start_index is None:
+            from actionvos.model.msda import starts_from_shapes
+
+            level_start_index = starts_from_shapes(hw)
     if level_start_index is None:
         areas = shapes.long().prod(1)
-        level_start_index = torch.cat((areas.new_zeros(1), areas.cumsum(0)[:-1]))
-    starts = torch.as_tensor(level_start_index, device=dev)
-    if starts.dtype not in (torch.int32, torch.int64):
-        starts = starts.long()
+        starts = torch.cat((areas.new_zeros(1), areas.cumsum(0)[:-1]))
+    elif isinstance(level_start_index, torch.Tensor):
+        starts = level_start_index.to(dev)
+        if starts.dtype not in (torch.int32, torch.int64):
+            starts = starts.long()
+    else:
+        starts = _device_index([int(x) for x in level_start_index], torch.int64, dev)
     return ext.msda_forward(value, shapes, starts, sampling_locations, attention_weights, out, int(vec))
+
+
+def msda_kernel_core(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    """``MSDeformAttn.core`` running the plugin's CUDA kernel; the oracle where the kernel does not apply.
+
+    Same contract as :func:`actionvos.model.msda.ms_deform_attn_core`. Uses the kernel when ``value`` is a
+    float32/float16 CUDA tensor, the locations/weights have its dtype (else they are cast to it) and no gradient
+    is needed (the kernel has no backward); otherwise — CPU tensors, training, float64 — it calls the oracle, so a
+    model with this core still trains and runs anywhere.
+
+    Raises:
+        MsdaExtensionError: the extension cannot be built (callers that install this core load it first, see
+            :func:`actionvos.model.cuda_fast.use_msda_kernel`).
+        RuntimeError: bad shapes or a failed kernel launch.
+    """
+    import torch
+
+    from actionvos.model.msda import ms_deform_attn_core
+
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (value, sampling_locations, attention_weights))
+    if (value.device.type != "cuda" or value.dtype not in (torch.float32, torch.float16) or needs_grad
+            or torch.jit.is_tracing()):
+        if (isinstance(level_start_index, torch.Tensor) and level_start_index.device.type != "cpu"
+                and not isinstance(spatial_shapes, torch.Tensor)):
+            from actionvos.model.msda import starts_from_shapes
+
+            level_start_index = starts_from_shapes(spatial_shapes)  # no device->host read (see MSDeformAttn)
+        return ms_deform_attn_core(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    dt = value.dtype
+    return msda_cuda(value, spatial_shapes, level_start_index, sampling_locations.to(dt), attention_weights.to(dt))
