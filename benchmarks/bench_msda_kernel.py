@@ -5,6 +5,10 @@
 Times, with CUDA events (median of ``--iters`` after ``--warmup``), the plugin kernel and the grid_sample oracle
 (``actionvos.model.msda.ms_deform_attn_core``) for encoder-like (S = Lq = 4820, 360x640 input) and decoder-like
 (Lq = 5) sizes in FP32 and FP16, and prints a table. Without a CUDA GPU it says so and exits 0.
+
+Fair comparison: both sides get their index inputs the way the model hands them over without a host sync — the
+kernel device tensors, the oracle python lists (the oracle's ``level_start_index.tolist()`` on a CUDA tensor would
+be a device→host copy inside the timed region, which the PyTorch model no longer does either).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 
 import torch
 
-from actionvos.model.msda import level_start_index_from_shapes, ms_deform_attn_core
+from actionvos.model.msda import level_start_index_from_shapes, ms_deform_attn_core, starts_from_shapes
 
 LEVELS = [(45, 80), (23, 40), (12, 20), (6, 10)]  # 360x640 input, strides 8..64; S = 4820
 CASES = [  # name, N (frames x prompts), Lq
@@ -64,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     S = sum(h * w for h, w in shapes_hw)
     shapes = torch.tensor(shapes_hw, dtype=torch.int64, device="cuda")
     starts = level_start_index_from_shapes(shapes)
+    starts_list = starts_from_shapes(shapes_hw)  # the oracle's offsets as python ints: no .tolist() sync timed
     print(f"device: {torch.cuda.get_device_name()}  M={M} D={D} L={len(shapes_hw)} P={P} S={S}  "
           f"median of {args.iters} (vec={args.vec or 'auto'})")
     print(f"{'case':<16}{'dtype':<8}{'kernel ms':>11}{'oracle ms':>11}{'speed-up':>10}{'max rel err':>13}")
@@ -77,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             out = torch.empty(N, Lq, M * D, device="cuda", dtype=dtype)
             t_kernel = _time_ms(lambda: ext.msda_forward(value, shapes, starts, loc, aw, out, args.vec),
                                 args.iters, args.warmup)
-            t_oracle = _time_ms(lambda: _oracle(value, shapes_hw, starts, loc, aw), args.iters, args.warmup)
-            ref = _oracle(value.float(), shapes_hw, starts, loc.float(), aw.float())
+            t_oracle = _time_ms(lambda: _oracle(value, shapes_hw, starts_list, loc, aw), args.iters, args.warmup)
+            ref = _oracle(value.float(), shapes_hw, starts_list, loc.float(), aw.float())
             err = ((out.float() - ref).abs().max() / ref.abs().max()).item()
             print(f"{name:<16}{str(dtype).split('.')[-1]:<8}{t_kernel:>11.3f}{t_oracle:>11.3f}"
                   f"{t_oracle / t_kernel:>9.1f}x{err:>13.2e}")
