@@ -25,7 +25,7 @@ from actionvos.errors import CheckpointError, ConfigError, InputError
 from actionvos.tokenizer import TOKENIZER_DIR, Tokenizer, load_tokenizer
 
 __all__ = ["ARTIFACT_KINDS", "CheckpointArtifact", "artifact_kind", "read_checkpoint_artifact", "read_folder_artifact",
-           "open_model", "checkpoint_extras"]
+           "open_model", "checkpoint_extras", "check_device"]
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,27 @@ def read_folder_artifact(folder: str | Path, tokenizer: str | Path | None = None
     return card, tok.check_model(card)
 
 
+def check_device(device: str) -> str:
+    """Return ``device`` if torch can use it: ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        ConfigError: an unknown device string, or CUDA requested where torch has no usable GPU.
+    """
+    import torch
+
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device} was requested but CUDA is not available to torch {torch.__version__}; "
+                              "use --device cpu")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+        return device
+    raise ConfigError(f"unknown --device {device!r}; use cpu, cuda or cuda:N")
+
+
 def open_model(model: str | Path | None = None, *, backend: str = "auto", tokenizer: str | Path | None = None,
                preset: str | None = None, device: str | None = None, threads: int | None = None,
                plugin_library: str | None = None):
@@ -207,9 +228,7 @@ def open_model(model: str | Path | None = None, *, backend: str = "auto", tokeni
 
         if threads:
             torch.set_num_threads(int(threads))
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"--device {device} but CUDA is not available to torch {torch.__version__}; use --device cpu")
+        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         from actionvos.runtime.backends.pytorch import TorchBackend
 
         art = read_checkpoint_artifact(model, tokenizer=tokenizer, preset=preset, device=device)

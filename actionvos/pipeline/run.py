@@ -21,7 +21,7 @@ from actionvos.pipeline.drivers import STEP_STAGES, CausalDriver, ClipDriver, Dr
 from actionvos.pipeline.sink import VideoSink, settings_of
 from actionvos.prompts import Prompt
 
-__all__ = ["run_source", "READ_CHUNK"]
+__all__ = ["run", "run_source", "check_output_dir", "READ_CHUNK"]
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +127,89 @@ def _segment(video, driver: Driver, sink: VideoSink, timings: dict[str, float], 
                 write([driver.step(frame)])
     if isinstance(driver, ClipDriver):
         write(driver.flush())
+
+
+def run(input: str | Path, output: str | Path, *, action: str | None = None, objects: str | None = None,
+        model: str | Path | None = None, tokenizer: str | Path | None = None, backend: str = "auto",
+        device: str | None = None, preset: str | None = None, prompt_template: str | None = None,
+        pos_thres: float | None = None, split: str = "val", overlay: bool = True, plot: bool = True, force: bool = False,
+        progress: bool = True, stream: bool = False, window: int = 1, temporal: str = "mean", horizon: int = 30,
+        threads: int | None = None, plugin_library: str | None = None, prompt_cache: str | None = None) -> Summary:
+    """``actionvos run``: segment a video, a frame folder or an ActionVOS expression file with any model.
+
+    Every check that can fail on user input (options, output folder, model, tokenizer, prompts, input frames) runs
+    before anything is written.
+
+    Args:
+        input: video file, frame folder, or dataset root / ``expression_file.json`` (its videos carry their prompts).
+        output: output folder (see :mod:`actionvos.pipeline.sink`); must be empty or absent unless ``force``.
+        action, objects: the prompts (``objects`` comma-separated) for a video or frame folder.
+        model: checkpoint, export folder or engine folder; None = the bundled demo.
+        tokenizer, backend, device, preset, threads, plugin_library: see :func:`actionvos.artifacts.open_model`.
+        prompt_template, pos_thres: overrides of the card (recorded in ``summary.json``).
+        split: split folder of an expression file's frames.
+        overlay, plot, progress: write the overlay MP4s / probability plots, show a progress bar.
+        force: replace an earlier run in ``output`` as a whole.
+        stream: the causal streaming rule (``window``, ``temporal``, ``horizon``) instead of the official clip rule.
+        prompt_cache: ``off``/None, ``auto`` or a ``.npz`` path for the text-feature cache.
+    Returns:
+        The written :class:`~actionvos.inference.writers.Summary`.
+    Raises:
+        ConfigError / InputError / CheckpointError: one line naming the problem and the fix.
+    """
+    from actionvos.inference.video_io import open_source
+    from actionvos.inference.writers import prepare_output_dir
+    from actionvos.pipeline.drivers import StreamConfig
+    from actionvos.prompts import build_prompts
+    from actionvos.runtime.session_builder import open_session
+
+    output = Path(output)
+    config = StreamConfig(window=window, temporal=temporal, horizon=horizon, pos_thres=pos_thres,
+                          prompt_template=prompt_template).check()
+    if not stream and (window != 1 or temporal != "mean"):
+        from actionvos.errors import ConfigError
+
+        raise ConfigError("--window and --temporal belong to the causal rule; add --stream")
+    check_output_dir(output, force)
+    source = open_source(input, split=split)
+    session = open_session(backend, model=model, tokenizer=tokenizer, device=device, preset=preset, threads=threads,
+                           plugin_library=plugin_library, config=config, prompt_cache=prompt_cache)
+    with session:
+        driver = session if stream else ClipDriver(session.backend, config, session.tokenizer, session.cache)
+        prompts = None
+        if source.kind == "expression_file":
+            if action is not None or objects is not None:
+                log.warning("the expression file's own prompts are used; --action/--objects are ignored")
+        else:
+            prompts = build_prompts(action, objects, driver.template)
+        driver.set_prompts(prompts=prompts or source.videos[0].prompts)
+        prepare_output_dir(output, force, [v.name for v in source.videos])
+        return run_source(source, prompts, driver, output, overlay=overlay, plot=plot, progress=progress,
+                          settings={"model": str(model) if model is not None else "bundled demo",
+                                    "tokenizer": driver.tokenizer.source})
+
+
+def check_output_dir(path: Path, force: bool) -> None:
+    """Check that ``path`` can be created or written, without creating it.
+
+    Raises:
+        InputError: ``path`` is a file, lies under a file, is not writable, or is a non-empty folder while ``force`` is
+            False.
+    """
+    import os
+
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"output {str(path)!r} is a file, not a folder; pass --output with a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"output folder {str(path)!r} is not writable; choose another --output")
+        if not force and any(path.iterdir()):
+            raise InputError(f"output folder {str(path)!r} is not empty; pass --force to replace the earlier run")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot create output folder {str(path)!r}: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create output folder {str(path)!r}: {str(parent)!r} is not writable")
