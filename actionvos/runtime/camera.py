@@ -259,8 +259,14 @@ class LiveView:
                 self.version += 1
 
     def add_change(self, change: PromptChange) -> None:
+        """Log a prompt change request (its fields are filled in when it is applied or refused)."""
         with self._lock:
             self._log.append(change)
+            self.version += 1
+
+    def touch(self) -> None:
+        """Something shown changed (a logged request was applied)."""
+        with self._lock:
             self.version += 1
 
     def _status_now(self) -> str:
@@ -404,6 +410,7 @@ class LiveApp:
         change = PromptChange(action.strip(), objects.strip(), origin)
         with self._pending_lock:
             self._pending.append(change)
+        self.view.add_change(change)  # shown as pending until the inference thread takes it
         log.info("prompt change requested (%s): action %r, objects %r", origin, change.action, change.objects)
         return change
 
@@ -430,7 +437,6 @@ class LiveApp:
             pending, self._pending = self._pending, []
         for change in pending[:-1]:
             change.error = "superseded by a later request before the next frame"
-            self.view.add_change(change)
         if not pending:
             return
         change = pending[-1]
@@ -449,7 +455,7 @@ class LiveApp:
             self.view.set_prompts(change.action, change.objects, change.prompts)
             self.view.set_status(f"prompts: {', '.join(change.prompts)}", 4.0)
             log.info("prompts changed (%s) at frame %d: %s", change.origin, change.applied_frame, change.prompts)
-        self.view.add_change(change)
+        self.view.touch()
 
     def _record(self, item: CapturedFrame, bgr: np.ndarray) -> None:
         import cv2
