@@ -139,3 +139,71 @@ def test_bad_arguments_raise(ext):
         ext.msda_forward(value, shapes, starts, loc.half(), aw, None, 0)
     with pytest.raises(RuntimeError, match="CUDA"):
         ext.msda_forward(value.cpu(), shapes, starts, loc, aw, None, 0)
+
+
+def test_offsets_beyond_32_bits(ext):
+    """value has > 2^32 elements: batch 3 starts at 3*S*M*D = 3.3e9, past int32 and uint32 offsets.
+
+    The kernel's batch n = 3 output is compared with the oracle on value[3:4] alone (whose offsets are small).
+    Points near the bottom-right corner make the in-level offsets large too. Needs ~18 GB of GPU memory (FP32).
+    """
+    shapes_hw = [(2048, 2100)]
+    S = 2048 * 2100
+    N, M, D, Lq, P = 4, 8, 32, 6, 4
+    need = N * S * M * D * 4 * 1.1
+    free, _ = torch.cuda.mem_get_info()
+    if free < need:
+        pytest.skip(f"needs {need / 2**30:.1f} GiB free GPU memory, {free / 2**30:.1f} GiB free")
+    assert 3 * S * M * D > 2**32
+    g = torch.Generator(device="cuda").manual_seed(64)
+    value = torch.randn(N, S, M, D, device="cuda", generator=g)
+    loc = torch.rand(N, Lq, M, 1, P, 2, device="cuda", generator=g)
+    loc[:, :3] = 0.9 + 0.1 * loc[:, :3]  # near the last rows/columns
+    aw = torch.rand(N, Lq, M, 1, P, device="cuda", generator=g)
+    out = run(ext, value, shapes_hw, loc, aw)
+    for n in (0, 3):
+        ref = oracle(value[n:n + 1], shapes_hw, loc[n:n + 1], aw[n:n + 1])
+        assert rel_err(out[n:n + 1], ref) <= 1e-5, f"batch {n}"
+    del value
+
+
+def test_kernel_in_a_captured_cuda_graph(ext):
+    """msda_forward captured once, replayed on new input contents (copied into the captured buffers)."""
+    shapes_hw = LEVELS["encoder_like"]
+    value, loc, aw = make_inputs(shapes_hw, N=2, seed=21)
+    shapes = torch.tensor(shapes_hw, dtype=torch.int64, device="cuda")
+    starts = level_start_index_from_shapes(shapes)
+    out = torch.full((2, loc.shape[1], 256), float("nan"), device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        ext.msda_forward(value, shapes, starts, loc, aw, out, 0)  # warm-up off the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        ext.msda_forward(value, shapes, starts, loc, aw, out, 0)
+    for seed in (22, 23):
+        v2, l2, a2 = make_inputs(shapes_hw, N=2, seed=seed)
+        value.copy_(v2), loc.copy_(l2), aw.copy_(a2)
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert not torch.isnan(out).any()
+        assert rel_err(out, oracle(v2, shapes_hw, l2, a2)) <= 1e-5
+
+
+def test_python_wrapper_does_not_sync(ext):
+    """msda_cuda with python shapes uploads them once (cached); later calls run with sync debug mode = error."""
+    from actionvos.export.msda_cuda import msda_cuda
+
+    shapes_hw = LEVELS["encoder_like"]
+    value, loc, aw = make_inputs(shapes_hw, N=2, seed=31)
+    first = msda_cuda(value, shapes_hw, None, loc, aw)  # uploads and caches the index tensors
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        again = msda_cuda(value, shapes_hw, None, loc, aw)
+        listed = msda_cuda(value, shapes_hw, [0, 920, 1160, 1220], loc, aw)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.equal(first, again) and torch.equal(first, listed)
