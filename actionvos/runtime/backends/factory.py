@@ -187,10 +187,10 @@ def onnx_folder_facts(onnx: str | Path) -> tuple[str | None, bool]:
         except (OSError, ValueError):
             msda = None
     if msda is None and (d / "segmenter.onnx").is_file():
-        from actionvos.runtime.onnx_metadata import read_onnx_metadata
+        from actionvos.runtime.backends import onnxruntime as ob  # its metadata reader (no onnxruntime import)
 
         try:
-            msda = read_onnx_metadata(d / "segmenter.onnx").get("msda")
+            msda = ob.graph_msda(ob.read_onnx_metadata(d / "segmenter.onnx"))
         except Exception:  # unreadable graph: OrtBackend reports it
             msda = None
     has_engines = all((d / f"{r}.engine").is_file() for r in ("text_encoder", "segmenter"))

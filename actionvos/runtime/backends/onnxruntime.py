@@ -45,7 +45,7 @@ from actionvos.runtime.backends.base import Backend, BackendInfo, StepOutputs
 from actionvos.runtime.onnx_metadata import read_onnx_metadata
 from actionvos.runtime.prompt_cache import TextArrays
 
-__all__ = ["OrtBackend", "provider_chain", "plugin_graph_refusal", "TEXT_GRAPH", "SEGMENTER_GRAPH"]
+__all__ = ["OrtBackend", "provider_chain", "plugin_graph_refusal", "graph_msda", "TEXT_GRAPH", "SEGMENTER_GRAPH"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,15 @@ def plugin_graph_refusal(graph: str | os.PathLike) -> str:
             "Runtime cannot run: its TensorRT execution provider lists only old-style IPluginCreator plugins and the "
             "CUDA/CPU providers have no kernel for it; re-export with --msda onnx for ONNX Runtime, or build engines "
             "(actionvos-export CHECKPOINT --output DIR --format engine) and use --backend tensorrt --engine DIR")
+
+
+def graph_msda(meta: dict[str, Any]) -> str | None:
+    """The MSDA mode (``plugin`` / ``onnx``) recorded in a graph's decoded metadata: the card's ``msda``, else the
+    top-level ``msda`` key of older exports; None when neither is present."""
+    card = meta.get("card")
+    if isinstance(card, dict) and card.get("msda"):
+        return str(card["msda"])
+    return meta.get("msda")
 
 
 def provider_chain(available: Sequence[str], want: str, *, device_id: int, cache_dir: Path, needs_plugin: bool,
@@ -259,7 +268,7 @@ class OrtBackend(Backend):
         m = read_onnx_metadata(path)
         if m.get("role") != role:
             raise InputError(f"{path} carries no ActionVOS {role} metadata; export it with `actionvos export`")
-        needs_plugin = m.get("msda") == "plugin" and role in ("segmenter", "window_decoder")
+        needs_plugin = graph_msda(m) == "plugin" and role in ("segmenter", "window_decoder")
         spec = m.get("spec")
         inputs = [t["name"] for t in (spec or {}).get("inputs", [])]
         chain = provider_chain(ort.get_available_providers(), o["provider"], device_id=o["device_id"], cache_dir=o["cache"],
