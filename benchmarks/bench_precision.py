@@ -77,7 +77,9 @@ def _export(args, work: Path) -> tuple[Path, Path, str]:
 
 
 def _collect(onnx_dir: Path, tok: Path, work: Path, per_video: int, rebuild: bool) -> Path:
-    from actionvos.calibration.data import InputSpec, collect_calibration, save_calibration
+    from actionvos.calibration.collect import collect_calibration
+    from actionvos.calibration.npz_store import save_calibration
+    from actionvos.calibration.sources import InputSpec
     from actionvos.inference.prompts import build_prompts
 
     path = work / "calib.npz"
@@ -118,10 +120,10 @@ def main() -> None:
     import onnxruntime as ort
 
     from actionvos.calibration.common import load_graph_dir, make_session
-    from actionvos.calibration.data import load_calibration
+    from actionvos.calibration.npz_store import load_calibration
     from actionvos.calibration.fp16 import convert_dir_fp16
     from actionvos.calibration.int8 import quantize_dir_int8
-    from actionvos.calibration.report import build_report, run_graphs
+    from actionvos.calibration.report import build_report
 
     tmp = None
     if args.work:
@@ -148,9 +150,7 @@ def main() -> None:
     graphs = {k: load_graph_dir(v) for k, v in dirs.items()}
     data = load_calibration(calib)
 
-    ref = run_graphs(graphs["fp32"].text, graphs["fp32"].segmenter, data, args.threads)
-    rep = build_report(graphs["fp32"], {"fp16": graphs["fp16"], "int8": graphs["int8"]}, data, threads=args.threads,
-                       ref_run=ref)
+    rep = build_report(graphs["fp32"], {"fp16": graphs["fp16"], "int8": graphs["int8"]}, data, threads=args.threads)
 
     providers = ["CPUExecutionProvider"]
     avail = ort.get_available_providers()
@@ -188,7 +188,7 @@ def main() -> None:
     inp = data.input_size
     print(f"Precision benchmark: {graphs['fp32'].meta.get('preset')} ({label}), input {inp['frames']}x{inp['height']}x"
           f"{inp['width']} (TxHxW), P={P} prompts, {args.threads} threads, {args.runs} runs interleaved across precisions; agreement vs FP32 ORT CPU "
-          f"on {len(data)} real clips ({', '.join(sorted(set(data.source_groups)))}); INT8: "
+          f"on {rep['data']['clips']} real clips not used for calibration ({', '.join(sorted(set(data.source_groups)))}); INT8: "
           f"{graphs['int8'].calibration.get('method', args.method)}.")
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
           f"onnxruntime {ort.__version__}, providers available: {', '.join(avail)}\n")

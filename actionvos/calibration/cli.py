@@ -12,7 +12,7 @@ Typical flow (FP32 graphs exported with ``--msda onnx``)::
     actionvos calibrate fp16 --onnx out/fp32 --data calib.npz --out out/fp16
     actionvos calibrate int8 --onnx out/fp32 --data calib.npz --method percentile --out out/int8
     actionvos calibrate report --reference out/fp32 --candidates fp16=out/fp16,int8=out/int8 --data calib.npz \\
-        --json report.json --markdown report.md --min-mask-iou 0.9 --min-gate-agreement 0.95
+        --json report.json --markdown report.md --min-mask-iou 0.9 --min-clip-iou 0.8 --min-gate-agreement 0.95
 """
 
 from __future__ import annotations
@@ -55,10 +55,12 @@ def collect(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Collect real clips + prompts pre-processed as the runtime feeds them; write them once to an .npz."""
+    from actionvos.calibration.clips import merge_calibration
+    from actionvos.calibration.collect import collect_calibration
     from actionvos.calibration.common import load_graph_dir
-    from actionvos.calibration.data import InputSpec, collect_calibration, load_calibration, merge_calibration, save_calibration
+    from actionvos.calibration.npz_store import load_calibration, save_calibration
+    from actionvos.calibration.sources import InputSpec
     from actionvos.errors import ConfigError, InputError
-    from actionvos.inference.prompts import build_prompts
 
     if out.suffix != ".npz":
         raise InputError(f"--out {str(out)!r} must end in .npz")
@@ -69,11 +71,9 @@ def collect(
         if any(not p.strip() for p in prompt):
             raise InputError("every --prompt must be a non-empty string")
         prompts = [(p, p) for p in prompt]
-    elif action is not None or objects is not None:
-        template = load_graph_dir(onnx).prompt_template if onnx is not None else "{object} used in the action of {action}"
-        prompts = [(p.name, p.text) for p in build_prompts(action, objects, template)]
+    # --action/--objects become prompts with the model's own template when the inputs are opened
     if tokenizer is None:
-        recorded = load_graph_dir(onnx).meta.get("tokenizer") if onnx is not None else None
+        recorded = load_graph_dir(onnx).facts.tokenizer if onnx is not None else None
         if not recorded:
             raise ConfigError("pass --tokenizer (the folder with the model's vocab.json and merges.txt)")
         tokenizer = Path(recorded)
@@ -82,7 +82,7 @@ def collect(
         if not out.is_file():
             raise InputError(f"--append: {str(out)!r} does not exist yet; run once without --append")
         existing = load_calibration(out)
-    data = collect_calibration([InputSpec(p, prompts, split) for p in input], tokenizer=tokenizer, onnx_dir=onnx,
+    data = collect_calibration([InputSpec(p, prompts, split, action, objects) for p in input], tokenizer=tokenizer, onnx_dir=onnx,
                                checkpoint=checkpoint, height=height, width=width, frames=frames, per_video=per_video,
                                progress=not no_progress, threads=threads)
     if existing is not None:
@@ -103,7 +103,8 @@ def fp16(
                                             "softmax_attention, layer_norm, group_norm, positive_head, box_refinement, mask_head)."),
     no_measure: bool = typer.Option(False, "--no-measure", help="Skip the measurement; keep the default groups FP32."),
     measure_clips: int = typer.Option(8, "--measure-clips", help="Clips used per measured configuration."),
-    report_clips: Optional[int] = typer.Option(None, "--report-clips", help="Clips for the report (default all)."),
+    report_clips: Optional[int] = typer.Option(None, "--report-clips", help="Clips for the report (default all not measured on)."),
+    holdout: float = typer.Option(0.25, "--holdout", help="Fraction of --data clips never measured on (every 4th), left for the report."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
     threads: int = typer.Option(2, "--threads", help="ONNX Runtime threads."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
@@ -113,7 +114,7 @@ def fp16(
 
     r = convert_dir_fp16(onnx, out, data=data, keep_fp32=_groups(keep_fp32), measure=not no_measure,
                          measure_clips=measure_clips, report_clips=report_clips, force=force, threads=threads,
-                         progress=not no_progress)
+                         progress=not no_progress, holdout=holdout)
     typer.echo(f"wrote FP16 graphs to {out}; kept in FP32: {', '.join(r['kept_fp32']) or 'converter defaults only'}")
     if r["report"] is not None:
         typer.echo((out / "accuracy_report.md").read_text())
@@ -127,8 +128,10 @@ def int8(
     method: str = typer.Option("percentile", "--method", help="percentile | entropy | minmax (percentile: best mask IoU on the demo model)."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Comma-separated groups kept FP32 (default: MSDA "
                                           "groups, positive_head, box_refinement, mask_head; \"\" quantizes all)."),
-    calib_clips: Optional[int] = typer.Option(None, "--calib-clips", help="Clips used for calibration (default all)."),
-    report_clips: Optional[int] = typer.Option(None, "--report-clips", help="Clips for the report (default all)."),
+    calib_clips: Optional[int] = typer.Option(None, "--calib-clips", help="Clips used for calibration (default all not held out)."),
+    report_clips: Optional[int] = typer.Option(None, "--report-clips", help="Clips for the report (default all not calibrated on)."),
+    holdout: float = typer.Option(0.25, "--holdout", help="Fraction of --data clips never calibrated on (every 4th), left "
+                                  "for the report; 0 calibrates on all (then report with another file)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the accuracy report."),
     bins: int = typer.Option(2048, "--bins", help="Histogram bins of entropy/percentile (2048 as TensorRT; 512 is ~5x faster)."),
     engine: bool = typer.Option(False, "--engine", help="Also build strongly typed TensorRT engines (GPU + tensorrt)."),
@@ -141,7 +144,7 @@ def int8(
 
     r = quantize_dir_int8(onnx, data, out, method=method, exclude=_groups(exclude), calib_clips=calib_clips,
                           report_clips=report_clips, report=not no_report, force=force, threads=threads,
-                          progress=not no_progress, bins=bins)
+                          progress=not no_progress, bins=bins, holdout=holdout)
     typer.echo(f"wrote INT8 Q/DQ graphs ({method}) to {out}: segmenter {r['segmenter']['quantize_linear_nodes']} "
                f"QuantizeLinear nodes, text encoder {r['text_encoder']['quantize_linear_nodes']}")
     if r["report"] is not None:
@@ -155,21 +158,25 @@ def int8(
 def report(
     reference: Path = typer.Option(..., "--reference", help="FP32 export directory."),
     candidates: str = typer.Option(..., "--candidates", help="NAME=DIR[,NAME=DIR...], e.g. fp16=out/fp16,int8=out/int8."),
-    data: Path = typer.Option(..., "--data", help="Calibration .npz (real clips)."),
+    data: Path = typer.Option(..., "--data", help="Calibration .npz (real clips); clips the candidates were calibrated on are left out."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the report as a Markdown table."),
     min_mask_iou: Optional[float] = typer.Option(None, "--min-mask-iou", help="Exit 3 when a candidate's mean mask IoU is lower."),
+    min_clip_iou: Optional[float] = typer.Option(None, "--min-clip-iou", help="Exit 3 when a candidate's worst clip (mean mask IoU over its objects and frames) is lower."),
     min_gate_agreement: Optional[float] = typer.Option(None, "--min-gate-agreement", help="Exit 3 when a candidate's gate agreement is lower."),
-    max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Use at most this many clips (evenly spread)."),
+    max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Use at most this many evaluation clips (evenly spread)."),
+    figures: Optional[Path] = typer.Option(None, "--figures", help="Folder for the worst-clip pictures (default: beside --markdown / --json)."),
     threads: int = typer.Option(2, "--threads", help="ONNX Runtime threads."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
-    """Compare FP16 / INT8 graphs with the FP32 graphs on real clips (errors, mask IoU, gate and query agreement)."""
+    """Compare FP16 / INT8 graphs with the FP32 graphs on real clips the calibration did not see (mask IoU mean / p5 /
+    worst clip, differing mask pixels, gate and query agreement, absolute errors; pictures of the worst clips)."""
     from actionvos.calibration.report import AccuracyThresholdError, accuracy_report, parse_candidates, report_markdown
 
     rep = accuracy_report(reference, parse_candidates(candidates), data, json_path=json_path, md_path=markdown,
-                          min_mask_iou=min_mask_iou, min_gate_agreement=min_gate_agreement, threads=threads,
-                          progress=not no_progress, max_clips=max_clips, raise_on_fail=False)
+                          min_mask_iou=min_mask_iou, min_gate_agreement=min_gate_agreement, min_clip_iou=min_clip_iou,
+                          threads=threads, progress=not no_progress, max_clips=max_clips, raise_on_fail=False,
+                          figures_dir=figures)
     typer.echo(report_markdown(rep))
     if rep["failures"]:
         raise AccuracyThresholdError("; ".join(rep["failures"]))

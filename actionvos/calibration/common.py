@@ -3,7 +3,8 @@ atomic output directories and the metadata written into reduced-precision graphs
 
 An *export directory* is what :func:`actionvos.export.exporter.export_model` writes: ``text_encoder.onnx`` and
 ``segmenter.onnx`` with ``actionvos.*`` metadata (:mod:`actionvos.export.metadata`). The calibration tools read
-the static clip size ``(T, H, W)``, the thresholds, the prompt template and the checkpoint hash from it, and write
+the model facts (static clip size ``(T, H, W)``, thresholds, prompt template, model hash) from it through
+:func:`actionvos.calibration.model_facts.read_model_facts` (the single place that will read the model card), and write
 FP16 / INT8 directories of the same layout (same file names, graph I/O names and dtypes), so every runtime that
 loads an FP32 export loads them unchanged.
 
@@ -13,7 +14,6 @@ numpy + onnx + onnxruntime only (no torch).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from actionvos.calibration.model_facts import ModelFacts, read_model_facts
 from actionvos.errors import ConfigError, InputError
 from actionvos.io_utils import replace_dir
 
@@ -39,7 +40,10 @@ __all__ = [
     "atomic_dir",
     "check_out_dir",
     "write_precision_metadata",
+    "metadata_props",
+    "require_ort_runnable",
     "sigmoid",
+    "to_jsonable",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,57 +70,42 @@ class GraphDir:
         path: the directory.
         text: path of ``text_encoder.onnx``. segmenter: path of ``segmenter.onnx``.
         meta: decoded ``actionvos.*`` metadata of the segmenter (:func:`actionvos.export.metadata.read_metadata`).
-        frames, height, width: the segmenter's static clip size T and input size H×W in pixels.
+        facts: the model facts (:class:`~actionvos.calibration.model_facts.ModelFacts`: clip size, thresholds,
+            prompt template, model hash, ...); the properties below read them.
         precision: ``fp32``, ``fp16`` or ``int8`` (metadata ``actionvos.precision``; absent means fp32).
-        msda: ``onnx`` (GridSample decomposition, runs in ONNX Runtime CPU) or ``plugin`` (TensorRT custom op).
-        model_hash: identity of the *FP32 model* the graphs come from: the checkpoint SHA-256 prefix from the
-            metadata, else the SHA-256 prefix of the two FP32 graph files; reduced-precision directories carry
-            the hash of their source (see :data:`CALIBRATION_KEY`).
-        pos_thres: the positive-gate threshold (0.75 for the released model, spec 3.9).
-        mask_threshold: the mask probability threshold (0.5).
-        prompt_template: the ``{object}``/``{action}`` template.
-        weights_note: non-empty when the config/metadata say the weights are random.
+        calibration: the ``actionvos.calibration`` record of a reduced-precision directory (``{}`` for FP32): how it
+            was made, including ``calibration_frames`` ``{source name: [frame numbers]}`` of the clips it was
+            calibrated / measured on.
     """
 
     path: Path
     text: Path
     segmenter: Path
     meta: dict[str, Any]
-    frames: int
-    height: int
-    width: int
+    facts: ModelFacts
     precision: str
-    msda: str
-    model_hash: str
-    pos_thres: float
-    mask_threshold: float
-    prompt_template: str
     calibration: dict[str, Any] = field(default_factory=dict)
+
+    frames = property(lambda self: self.facts.frames, doc="static clip length T")
+    height = property(lambda self: self.facts.height, doc="input height in pixels")
+    width = property(lambda self: self.facts.width, doc="input width in pixels")
+    msda = property(lambda self: self.facts.msda, doc="``onnx`` or ``plugin``")
+    model_hash = property(lambda self: self.facts.model_hash, doc="identity of the FP32 source model")
+    pos_thres = property(lambda self: self.facts.pos_thres, doc="positive-gate threshold (sigmoid)")
+    mask_threshold = property(lambda self: self.facts.mask_threshold, doc="mask probability threshold")
+    prompt_template = property(lambda self: self.facts.prompt_template, doc="``{object}``/``{action}`` template")
+    hidden_dim = property(lambda self: self.facts.hidden_dim, doc="width d of the text features")
 
     @property
     def input_size(self) -> dict[str, int]:
         """``{"frames": T, "height": H, "width": W}``."""
         return {"frames": self.frames, "height": self.height, "width": self.width}
 
-    @property
-    def hidden_dim(self) -> int:
-        """Width of the text features (256 released, 64 for ``demo_small``)."""
-        return int(self.meta.get("config", {}).get("hidden_dim", 256))
-
     def spec(self, role: str):
         """The :class:`~actionvos.export.spec.ExportSpec` of ``role`` (``text_encoder`` or ``segmenter``)."""
         from actionvos.export.metadata import read_metadata, spec_from_metadata
 
         return spec_from_metadata(read_metadata(self.text if role == "text_encoder" else self.segmenter))
-
-
-def _files_hash(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def load_graph_dir(path: str | os.PathLike, flag: str = "--onnx") -> GraphDir:
@@ -151,22 +140,9 @@ def load_graph_dir(path: str | os.PathLike, flag: str = "--onnx") -> GraphDir:
     props = {p.key: p.value for p in onnx.load(str(seg), load_external_data=False).metadata_props}
     precision = props.get(PRECISION_KEY, "fp32")
     calibration = json.loads(props[CALIBRATION_KEY]) if CALIBRATION_KEY in props else {}
-    inp = meta.get("input", {})
-    thresholds = meta.get("thresholds", {})
-    if calibration.get("source_model_hash"):
-        model_hash = calibration["source_model_hash"]
-    elif meta.get("checkpoint_sha256"):
-        model_hash = meta["checkpoint_sha256"]
-    else:
-        model_hash = "onnx-" + _files_hash(text, seg)
-    return GraphDir(
-        path=path, text=text, segmenter=seg, meta=meta, frames=int(inp.get("frames", 1)),
-        height=int(inp["height"]), width=int(inp["width"]), precision=precision, msda=meta.get("msda", "onnx"),
-        model_hash=model_hash, pos_thres=float(thresholds.get("pos_cls_thres", 0.75)),
-        mask_threshold=float(thresholds.get("mask_threshold", 0.5)),
-        prompt_template=meta.get("prompt_template") or "{object} used in the action of {action}",
-        calibration=calibration,
-    )
+    facts = read_model_facts(text, seg, meta, calibration, flag)
+    return GraphDir(path=path, text=text, segmenter=seg, meta=meta, facts=facts, precision=precision,
+                    calibration=calibration)
 
 
 def require_ort_runnable(g: GraphDir, what: str) -> None:
@@ -213,13 +189,16 @@ def check_out_dir(out: Path, force: bool, sources: list[Path] = ()) -> None:
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``out`` (old content removed), on error it is
-    deleted and ``out`` stays as it was."""
+    deleted and ``out`` stays as it was. The directory gets normal permissions (``0o777 & ~umask``; ``mkdtemp``
+    creates it 0700, which other users, e.g. a server in a container, could not read)."""
     out = Path(out)
     out.resolve().parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o755)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         replace_dir(tmp, out)
     finally:
         if tmp.exists():

@@ -1,13 +1,14 @@
 """INT8 graphs with explicit Q/DQ nodes (``onnxruntime.quantization.quantize_static``, ``QuantFormat.QDQ``).
 
 TensorRT 11 has no INT8 calibrators: the scales live in the graph as ``QuantizeLinear``/``DequantizeLinear`` pairs
-and a *strongly typed* TensorRT network follows them (built by :mod:`actionvos.export.tensorrt_engine`). The same
+and a *strongly typed* TensorRT network follows them (built by :func:`actionvos.trt_api.build_engine`). The same
 graph runs in ONNX Runtime CPU, which is how the accuracy report measures it here.
 
 Settings (TensorRT's explicit-quantization conventions):
 
 * weights int8, symmetric, per output channel (``per_channel=True``; MatMul weights on axis 1);
-* activations int8, symmetric (zero point 0), scales from a calibrator over the stored real clips:
+* activations int8, symmetric (zero point 0), scales from a calibrator over the stored real clips, streamed one clip
+  at a time so memory does not grow with their number (:mod:`~actionvos.calibration.int8_calibrators`):
   ``entropy`` (KL divergence over a 2048-bin histogram with 128 quantized bins, TensorRT's settings;
   ``CalibrationMethod.Entropy``), ``percentile`` (99.999th of a 2048-bin histogram, ``CalibrationMethod.Percentile``)
   or ``minmax`` (``CalibrationMethod.MinMax``); the ranges are written beside the graphs
@@ -16,7 +17,10 @@ Settings (TensorRT's explicit-quantization conventions):
 * excluded (``nodes_to_exclude``, kept FP32): the MSDA groups (sampling offsets, attention weights + softmax, the
   sampling itself: GridSample decomposition or the custom op), the positive head, the box refinement and the
   dynamic mask head's controller (:data:`DEFAULT_EXCLUDE`, measured; groups as in
-  :func:`actionvos.calibration.fp16.node_groups`).
+  :func:`actionvos.precision.groups.node_groups`).
+* held out: every ``round(1 / holdout)``-th clip of ``--data`` (default every 4th) is never used for calibration, so
+  the accuracy report (built in, or ``calibrate report`` on the same file) evaluates on clips the calibration did not
+  see; the clips used are recorded in the graphs (``calibration_frames`` of the ``actionvos.calibration`` record).
 
 The segmenter is calibrated with the stored clips and the stored FP32 text features (what the runtime feeds it);
 the text encoder with the stored token ids.
@@ -31,8 +35,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from actionvos.calibration.common import (
     SEGMENTER_FILE,
     TEXT_FILE,
@@ -43,16 +45,18 @@ from actionvos.calibration.common import (
     require_ort_runnable,
     write_precision_metadata,
 )
-from actionvos.calibration.data import CalibrationData, check_compatible, load_calibration
-from actionvos.calibration.fp16 import GROUPS, node_groups
+from actionvos.calibration.clips import DEFAULT_HOLDOUT, check_compatible
+from actionvos.calibration.int8_calibrators import METHODS, _method, compute_ranges
+from actionvos.calibration.int8_readers import SegmenterReader, TextReader
+from actionvos.calibration.npz_store import load_calibration
 from actionvos.errors import ConfigError
+from actionvos.precision.groups import GROUPS, node_groups
 
-__all__ = ["METHODS", "DEFAULT_EXCLUDE", "DEFAULT_OP_TYPES", "SegmenterReader", "TextReader", "quantize_graph",
-           "quantize_dir_int8", "build_int8_engines"]
+__all__ = ["METHODS", "DEFAULT_EXCLUDE", "DEFAULT_OP_TYPES", "DEFAULT_HOLDOUT", "SegmenterReader", "TextReader",
+           "quantize_graph", "quantize_dir_int8", "build_int8_engines"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("entropy", "percentile", "minmax")
 #: Measured on the demo model (percentile, 72 real clips): quantizing everything drops the positive-gate agreement
 #: to 0.967; keeping the positive head + box refinement FP32 gives 0.984, adding the MSDA groups 0.989; keeping the
 #: mask head FP32 as well cuts the mask-logit error by a third (mean 0.79 -> 0.53, mask IoU 0.9903 -> 0.9910).
@@ -61,101 +65,21 @@ DEFAULT_EXCLUDE = ("msda_sampling_offsets", "msda_attention_weights", "msda_samp
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
 
 
-def _reader_base():
-    from onnxruntime.quantization import CalibrationDataReader
-
-    return CalibrationDataReader
-
-
-def _uniform_sets(data: CalibrationData) -> list[dict[str, np.ndarray]]:
-    """Every prompt set padded to the largest P and L of the file (ORT's histogram calibrators stack each tensor
-    over the batches, so all batches need one shape).
-
-    Tokens are right-padded with the pad id and ``attention_mask`` 0, text features with zeros and ``text_mask``
-    True, exactly as the runtime concatenates prompt sets (:meth:`actionvos.runtime.prompt_cache.TextArrays.cat`);
-    masked positions do not change the other positions' values. Missing prompts repeat the set's prompts in order.
-    """
-    P = max(len(s.texts) for s in data.sets)
-    L = max(s.input_ids.shape[1] for s in data.sets)
-    out = []
-    for s in data.sets:
-        rows = [i % len(s.texts) for i in range(P)]
-        p_, l_ = s.input_ids.shape
-        ids = np.ones((P, L), np.int64)  # RoBERTa pad id 1
-        am = np.zeros((P, L), np.int64)
-        word = np.zeros((P, L, s.text_word.shape[-1]), np.float32)
-        tmask = np.ones((P, L), bool)
-        ids[:, :l_], am[:, :l_] = s.input_ids[rows], s.attention_mask[rows]
-        word[:, :l_], tmask[:, :l_] = s.text_word[rows], s.text_mask[rows]
-        out.append({"input_ids": ids, "attention_mask": am, "text_word": word, "text_mask": tmask,
-                    "text_sentence": s.text_sentence[rows].astype(np.float32)})
-    return out
-
-
-class SegmenterReader(_reader_base()):
-    """``CalibrationDataReader`` over the stored clips: ``frames [T, 3, H, W]`` uint8 + the clip's FP32 text
-    features, padded to one P and L for the whole file (:func:`_uniform_sets`)."""
-
-    def __init__(self, data: CalibrationData):
-        self.data = data
-        self.sets = _uniform_sets(data)
-        self.i = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i >= len(self.data):
-            return None
-        s = self.sets[int(self.data.prompt_set[self.i])]
-        feed = self.data.segmenter_feed(self.i, {k: s[k] for k in ("text_word", "text_mask", "text_sentence")})
-        self.i += 1
-        return feed
-
-    def rewind(self) -> None:
-        self.i = 0
-
-
-class TextReader(_reader_base()):
-    """``CalibrationDataReader`` over the stored prompt sets: ``input_ids`` / ``attention_mask`` ``[P, L]`` int64
-    (padded to one P and L, :func:`_uniform_sets`)."""
-
-    def __init__(self, data: CalibrationData):
-        self.sets = _uniform_sets(data)
-        self.i = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i >= len(self.sets):
-            return None
-        s = self.sets[self.i]
-        self.i += 1
-        return {"input_ids": s["input_ids"], "attention_mask": s["attention_mask"]}
-
-    def rewind(self) -> None:
-        self.i = 0
-
-
-def _method(name: str):
-    from onnxruntime.quantization import CalibrationMethod
-
-    table = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-             "minmax": CalibrationMethod.MinMax}
-    if name not in table:
-        raise ConfigError(f"unknown --method {name!r}; choose one of {list(METHODS)}")
-    return table[name]
-
-
 def quantize_graph(src: Path, dst: Path, reader, method: str, exclude_groups: Sequence[str],
                    op_types: Sequence[str] = DEFAULT_OP_TYPES, percentile: float = 99.999,
-                   bins: int = 2048) -> dict[str, Any]:
+                   bins: int = 2048, progress: bool = False) -> dict[str, Any]:
     """Quantize one FP32 graph to Q/DQ INT8.
 
     Args:
         src: FP32 ``.onnx``. dst: where to write the Q/DQ ``.onnx``.
         reader: a ``CalibrationDataReader`` (:class:`SegmenterReader` / :class:`TextReader`).
         method: ``entropy``, ``percentile`` or ``minmax``.
-        exclude_groups: :data:`~actionvos.calibration.fp16.GROUPS` whose nodes stay FP32.
+        exclude_groups: :data:`~actionvos.precision.groups.GROUPS` whose nodes stay FP32.
         op_types: op types to quantize.
         percentile: the percentile of the ``percentile`` method.
         bins: histogram bins of ``entropy`` / ``percentile`` (2048 as TensorRT; ORT's KL search is pure numpy and
             takes ~1 s per tensor at 2048 bins, ~4 min for the segmenter on 2 cores; 512 is ~5x faster).
+        progress: progress bars over the calibration clips.
     Returns:
         ``{"excluded_nodes": int, "quantize_linear_nodes": int, "seconds": float}``; the activation ranges are
         kept beside ``dst`` as ``{stem}.ranges.json`` (ORT ``save_tensors_data`` format).
@@ -180,24 +104,17 @@ def quantize_graph(src: Path, dst: Path, reader, method: str, exclude_groups: Se
         "ForceQuantizeNoInputCheck": False,
     }
     # quantize_static cannot pass the histogram sizes to its calibrators, and ORT's entropy defaults (128 bins,
-    # 128 quantized bins) leave the KL search a single candidate, i.e. the max (entropy == minmax). The ranges are
-    # computed here with ORT's own calibrator and TensorRT's entropy settings (2048 bins, 128 quantized bins), saved
-    # with save_tensors_data, and quantize_static reads them through calibration_cache_path.
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    # 128 quantized bins) leave the KL search a single candidate, i.e. the max (entropy == minmax); its calibrators
+    # also keep every clip's activations (memory grows with the clips). The ranges are computed here by streaming the
+    # clips through ORT's augmented model (int8_calibrators), saved with save_tensors_data, and quantize_static reads
+    # them through calibration_cache_path.
+    from onnxruntime.quantization.calibrate import save_tensors_data
 
-    calib_opts: dict[str, Any] = {"symmetric": True}
-    if method == "entropy":
-        calib_opts.update(num_bins=int(bins), num_quantized_bins=128)
-    elif method == "percentile":
-        calib_opts.update(num_bins=int(bins), percentile=percentile)
     with tempfile.TemporaryDirectory(prefix="actionvos-int8-") as work:
         # the calibrators write augmented copies of the model; keep them out of the result
         work = Path(work)
-        calibrator = create_calibrator(Path(src), list(op_types), augmented_model_path=str(work / "augmented.onnx"),
-                                       calibrate_method=calib, extra_options=calib_opts)
-        calibrator.collect_data(reader)
-        ranges = calibrator.compute_data()
-        del calibrator
+        ranges = compute_ranges(Path(src), reader, method, op_types, work, bins=bins, percentile=percentile,
+                                progress=progress, desc=f"int8 {Path(src).stem} {method}")
         cache = dst.with_suffix(".ranges.json")
         save_tensors_data(ranges, cache)
         tmp_out = work / dst.name
@@ -216,30 +133,34 @@ def quantize_dir_int8(onnx_dir: str | os.PathLike, data: str | os.PathLike, out:
                       method: str = "percentile", exclude: Sequence[str] | None = None,
                       op_types: Sequence[str] = DEFAULT_OP_TYPES, calib_clips: int | None = None,
                       report_clips: int | None = None, report: bool = True, force: bool = False, threads: int = 2,
-                      progress: bool = False, bins: int = 2048) -> dict[str, Any]:
+                      progress: bool = False, bins: int = 2048, holdout: float = DEFAULT_HOLDOUT) -> dict[str, Any]:
     """Library form of ``actionvos calibrate int8``: quantize both graphs, write the directory, report.
 
     Args:
         onnx_dir: FP32 export directory exported with ``--msda onnx`` (ONNX Runtime runs the calibration).
-        data: calibration ``.npz`` of this model and input size.
-        out: directory to write (``text_encoder.onnx`` + ``segmenter.onnx`` with Q/DQ, ``export_manifest.json``,
-            ``accuracy_report.json``/``.md``).
+        data: calibration ``.npz`` of this model and input size (read lazily: one clip in memory at a time).
+        out: directory to write (``text_encoder.onnx`` + ``segmenter.onnx`` with Q/DQ, ``*.ranges.json``,
+            ``export_manifest.json``, ``accuracy_report.json``/``.md`` and the worst-clip picture).
         method: ``percentile`` (default) | ``entropy`` | ``minmax``; on the demo model entropy clipped the heavy
             tails of the mask features and lost mask IoU (0.956 vs 0.990 percentile / 0.989 minmax on real clips).
         exclude: groups kept FP32 (default :data:`DEFAULT_EXCLUDE`).
-        op_types: op types to quantize. calib_clips: clips used for calibration (default all, evenly spread).
-        report_clips: clips for the report (default all). report: write the accuracy report.
+        op_types: op types to quantize.
+        calib_clips: clips used for calibration (default all that are not held out, evenly spread).
+        report_clips: clips for the report (default all that the calibration did not use). report: write it.
         bins: histogram bins of the entropy / percentile calibrators (>= 256; see :func:`quantize_graph`).
+        holdout: fraction of ``data``'s clips never used for calibration (every ``round(1/holdout)``-th clip), left for
+            the report; 0 calibrates on every clip (then evaluate with another file).
         force: replace a non-empty ``out``.
     Returns:
         ``{"out", "method", "segmenter": {...}, "text_encoder": {...}, "report": {...} | None}``.
     Raises:
-        ConfigError: unknown method/group, plugin graphs, non-FP32 input.
-        InputError: unusable directory/data, data of another model or size, ``out`` not writable.
+        ConfigError: unknown method/group, bad bins/holdout, plugin graphs, non-FP32 input.
+        InputError: unusable directory/data, data of another model or size, ``out`` not writable, no clip left for
+            the report.
     """
     import onnx
 
-    from actionvos.calibration.report import _weights_note, build_report, write_report
+    from actionvos.calibration.report import build_report, weights_note, write_report
 
     _method(method)
     if bins < 256:
@@ -250,24 +171,26 @@ def quantize_dir_int8(onnx_dir: str | os.PathLike, data: str | os.PathLike, out:
         raise ConfigError(f"--onnx {str(graphs.path)!r} holds {graphs.precision} graphs; quantize the FP32 export")
     out = Path(out)
     check_out_dir(out, force, [graphs.path])
-    cal = load_calibration(data)
+    cal = load_calibration(data, lazy=True)
     check_compatible(cal, graphs)
     exclude = list(DEFAULT_EXCLUDE if exclude is None else exclude)
-    sub = cal.spread(calib_clips)
+    pool, held = cal.split_holdout(holdout)
+    sub = pool.spread(calib_clips)
     result: dict[str, Any] = {"out": str(out), "method": method}
     record = {"precision": "int8", "source_model_hash": graphs.model_hash, "source_dir": str(graphs.path),
               "method": method, "quant_format": "QDQ", "per_channel": True, "activations": "int8 symmetric",
               "weights": "int8 symmetric per-channel", "op_types": list(op_types), "excluded_groups": exclude,
               "calibration_clips": len(sub), "histogram_bins": bins if method != "minmax" else None,
-              "calibration_data": str(cal.path),
-              "calibration_prompt_sets": len(sub.sets)}
+              "calibration_data": str(cal.path), "holdout": holdout, "heldout_clips": len(held),
+              "calibration_prompt_sets": len(sub.sets),
+              "calibration_frames": sub.used_frames()}
     rep = None
     with atomic_dir(out) as tmp:
         result["segmenter"] = quantize_graph(graphs.segmenter, tmp / SEGMENTER_FILE, SegmenterReader(sub), method,
-                                             exclude, op_types, bins=bins)
+                                             exclude, op_types, bins=bins, progress=progress)
         log.info("segmenter quantized (%s): %s", method, result["segmenter"])
         result["text_encoder"] = quantize_graph(graphs.text, tmp / TEXT_FILE, TextReader(sub), method, exclude, op_types,
-                                                bins=bins)
+                                                bins=bins, progress=progress)
         log.info("text encoder quantized (%s): %s", method, result["text_encoder"])
         for fname in (SEGMENTER_FILE, TEXT_FILE):
             m = onnx.load(str(tmp / fname))
@@ -279,8 +202,9 @@ def quantize_dir_int8(onnx_dir: str | os.PathLike, data: str | os.PathLike, out:
             (tmp / "export_manifest.json").write_bytes(manifest.read_bytes())
         if report:
             cand = load_graph_dir(tmp, "--out")
-            rep = build_report(graphs, {"int8": cand}, cal.spread(report_clips), threads=threads, progress=progress,
-                               weights_note=_weights_note(graphs))
+            rep = build_report(graphs, {"int8": cand}, cal, threads=threads, progress=progress,
+                               weights_note=weights_note(graphs), max_clips=report_clips, figures_dir=tmp,
+                               figures_prefix="accuracy_report")
             rep["candidates"]["int8"]["dir"] = str(out)
             write_report(rep, tmp / "accuracy_report.json", tmp / "accuracy_report.md")
     result["report"] = rep
@@ -291,23 +215,16 @@ def build_int8_engines(int8_dir: str | os.PathLike, *, plugin_library: str | Non
                        timing_cache: str | None = None) -> dict[str, Path]:
     """Build TensorRT engines from the Q/DQ (or FP16) graphs of ``int8_dir`` (``{role}.engine`` beside them).
 
-    All TensorRT API use is in :mod:`actionvos.export.tensorrt_engine`, whose ``build_engine`` creates *strongly
+    All TensorRT API use is in :mod:`actionvos.trt_api`, whose ``build_engine`` creates *strongly
     typed* networks (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``): the engine follows the graph's Q/DQ nodes and
-    casts (TensorRT 10.12+ has no INT8/FP16 builder flags, 11 no calibrators). ``strongly_typed=True`` is passed
-    when that function takes the option.
+    casts (TensorRT 10.12+ has no INT8/FP16 builder flags, 11 no calibrators).
 
     Raises:
         ConfigError: tensorrt or a GPU is missing, or the build failed (message from the engine module).
     """
-    import inspect
+    from actionvos.trt_api import build_engine as build
 
-    try:
-        from actionvos.export import tensorrt_engine
-    except ImportError as err:
-        raise ConfigError(f"TensorRT engine builds need actionvos.export.tensorrt_engine and tensorrt ({err}); "
-                          "run this on a machine with an NVIDIA GPU and pip install tensorrt") from None
-    build = tensorrt_engine.build_engine
-    extra = {"strongly_typed": True} if "strongly_typed" in inspect.signature(build).parameters else {}
+    extra = {"strongly_typed": True}
     g = load_graph_dir(int8_dir)
     engines = {}
     for role, path in (("text_encoder", g.text), ("segmenter", g.segmenter)):

@@ -48,7 +48,9 @@ def fp32_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def calib_file(tmp_path_factory, fp32_dir, tokenizer_dir) -> Path:
     """Real clips: 2 of box.mp4 (move box) and 1 per minivisor val sequence (7), stored once."""
-    from actionvos.calibration.data import InputSpec, collect_calibration, save_calibration
+    from actionvos.calibration.collect import collect_calibration
+    from actionvos.calibration.npz_store import save_calibration
+    from actionvos.calibration.sources import InputSpec
     from actionvos.inference.prompts import build_prompts
 
     box = videos_dir() / "box.mp4"

@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 
 from actionvos.calibration.common import load_graph_dir
-from actionvos.calibration.data import (
-    check_compatible,
-    load_calibration,
-    merge_calibration,
-    sample_clip_ends,
-    save_calibration,
-)
+from actionvos.calibration.clips import check_compatible, merge_calibration
+from actionvos.calibration.npz_store import load_calibration, save_calibration
+from actionvos.calibration.sampling import sample_clip_ends
 from actionvos.errors import InputError
 
 

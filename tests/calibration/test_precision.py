@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from actionvos.calibration.common import load_graph_dir, make_session
-from actionvos.calibration.data import load_calibration
+from actionvos.calibration.npz_store import load_calibration
 from actionvos.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_int8_qdq_graph_runs_and_reports(int8_dir, fp32_dir, calib_file):
 def test_fp16_default_groups_and_measurement(fp32_dir, calib_file, tmp_path):
     import onnx
 
-    from actionvos.calibration.data import load_calibration
+    from actionvos.calibration.npz_store import load_calibration
     from actionvos.calibration.fp16 import convert_dir_fp16, measure_sensitivity
 
     out = tmp_path / "fp16"
@@ -164,7 +164,7 @@ def test_tensorrt_engine_from_qdq_graph(request):
 
 def test_entropy_ranges_differ_from_minmax(fp32_dir, calib_file, tmp_path):
     """ORT's entropy defaults (128 bins) degenerate to the max; with a real histogram the KL thresholds clip."""
-    from actionvos.calibration.data import load_calibration
+    from actionvos.calibration.npz_store import load_calibration
     from actionvos.calibration.int8 import TextReader, quantize_graph
 
     data = load_calibration(calib_file)
