@@ -216,6 +216,7 @@ class LiveView:
         self.backend = backend
         self.version = 0  # bumped by every publish / status change
         self._labels: np.ndarray | None = None
+        self._result_rgb: np.ndarray | None = None
         self._objects: list[_ObjectView] = []
         self._result_frame = -1
         self._capture_index = -1
@@ -232,12 +233,14 @@ class LiveView:
         self.stop_reason = ""
 
     def publish(self, capture_index: int, frame_index: int, labels: np.ndarray, objects, hud: HudInfo,
-                frames_processed: int) -> None:
-        """Store one frame's result (``labels`` ``[H, W]`` uint8; ``objects`` with name/positive_prob/passed_gate)."""
+                frames_processed: int, frame_rgb: np.ndarray | None = None) -> None:
+        """Store one frame's result (``labels`` ``[H, W]`` uint8; ``objects`` with name/positive_prob/passed_gate;
+        ``frame_rgb`` the processed ``[H, W, 3]`` uint8 RGB frame, for :meth:`compose_result`)."""
         objs = [_ObjectView(o.name, float(o.positive_prob), bool(o.passed_gate), int(np.count_nonzero(labels == i + 1)))
                 for i, o in enumerate(objects)]
         with self._lock:
             self._labels, self._objects, self._hud = labels, objs, hud
+            self._result_rgb = frame_rgb
             self._result_frame, self._capture_index = frame_index, capture_index
             self._frames_processed = frames_processed
             self.version += 1
@@ -285,6 +288,13 @@ class LiveView:
         hud = HudInfo(fps=hud.fps, p50_ms=hud.p50_ms, p99_ms=hud.p99_ms, dropped=hud.dropped,
                       reconnects=hud.reconnects, backend=hud.backend, status=status)
         return _render(frame_rgb, labels, objects, hud, self.threshold)
+
+    def compose_result(self) -> np.ndarray | None:
+        """The last processed frame with its own masks (aligned however slow inference is), BGR; None before the
+        first result."""
+        with self._lock:
+            frame = self._result_rgb
+        return None if frame is None else self.compose(frame)
 
     def state(self) -> dict[str, Any]:
         """JSON-able snapshot: HUD numbers, per-object probability and gate, current prompts, prompt-change log."""
@@ -498,7 +508,8 @@ class LiveApp:
                 hud = HudInfo(fps=self._rate.rate, p50_ms=self._latency.percentile_ms(50),
                               p99_ms=self._latency.percentile_ms(99), dropped=self.queue.dropped,
                               reconnects=self.capture.stats.reconnects, backend=self.session.backend.info.name)
-                self.view.publish(item.index, result.index, result.labels, result.objects, hud, report.frames_processed)
+                self.view.publish(item.index, result.index, result.labels, result.objects, hud, report.frames_processed,
+                                  item.frame)
                 if opts.record:  # this frame with its own masks (only this thread publishes results)
                     self._record(item, self.view.compose(item.frame))
                 if self.on_result is not None:

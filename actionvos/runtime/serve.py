@@ -5,8 +5,10 @@ Routes (all read-only except the form):
 * ``GET /`` — the page: the live overlay, the HUD (FPS, latency p50/p99, dropped frames, per-object positive
   probability and gate against the threshold) and a form to change the action and objects;
 * ``GET /stream.mjpg`` — ``multipart/x-mixed-replace`` JPEG frames: the newest camera frame with the latest masks,
-  legend and HUD (:meth:`~actionvos.runtime.camera.LiveView.compose`), at the camera's rate (at most ``max_fps``);
-* ``GET /frame.jpg`` — one such frame;
+  legend and HUD (:meth:`~actionvos.runtime.camera.LiveView.compose`), at the camera's rate (at most ``max_fps``).
+  With a slow model the masks lag the picture by the latency shown; ``?mode=result`` streams the processed frames
+  with their own masks instead (aligned, at the inference rate);
+* ``GET /frame.jpg`` (``?mode=result`` too) — one such frame;
 * ``GET /api/state`` — the HUD as JSON (:meth:`~actionvos.runtime.camera.LiveView.state`);
 * ``POST /api/prompts`` — JSON ``{"action": str, "objects": str}``: the change is applied to the next frame the
   model takes and logged; the page shows it (and any refusal) from ``/api/state``.
@@ -135,6 +137,8 @@ _PAGE = """<!doctype html>
   <label for="objects_in">objects (comma-separated)</label><input id="objects_in" name="objects" type="text" autocomplete="off">
   <button id="apply" type="submit">apply</button> <span id="sent"></span>
  </form>
+ <label style="display:block;margin-top:10px;font-size:13px;color:#bbb"><input id="aligned" type="checkbox">
+  show processed frames (masks aligned, at the model's rate) instead of the live camera</label>
  <h1 style="margin-top:12px">prompt changes</h1>
  <ol id="log"></ol>
 </div></main>
@@ -177,6 +181,9 @@ $("form").addEventListener("submit", async (ev) => {
   $("sent").textContent = r.ok ? "sent, applied to the next frame" : `refused: ${j.detail}`;
   poll();
 });
+$("aligned").addEventListener("change", () => {
+  $("view").src = $("aligned").checked ? "stream.mjpg?mode=result" : "stream.mjpg";
+});
 poll(); setInterval(poll, 300);
 </script></body></html>
 """
@@ -205,16 +212,24 @@ def build_app(live: "LiveApp", max_fps: float = 30.0, jpeg_quality: int = 85):
         action: str
         objects: str
 
-    def encode(last_key):
+    def encode(last_key, mode: str = "live"):
         """(key, jpeg bytes) of the current composed view, or (last_key, None) when nothing changed / no frame yet."""
-        item = live.live_frame()
-        if item is None:
+        if mode == "result":
+            key = ("result", live.view.version)
+            bgr = None if key == last_key else live.view.compose_result()
+        else:
+            item = live.live_frame()
+            key = None if item is None else (item.index, live.view.version)
+            bgr = None if key is None or key == last_key else live.view.compose(item.frame)
+        if bgr is None:
             return last_key, None
-        key = (item.index, live.view.version)
-        if key == last_key:
-            return last_key, None
-        ok, buf = cv2.imencode(".jpg", live.view.compose(item.frame), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
         return key, (buf.tobytes() if ok else None)
+
+    def check_mode(mode: str) -> str:
+        if mode not in ("live", "result"):
+            raise HTTPException(400, f"mode must be live or result, got {mode!r}")
+        return mode
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -237,19 +252,21 @@ def build_app(live: "LiveApp", max_fps: float = 30.0, jpeg_quality: int = 85):
         return {"accepted": True, "action": change.action, "objects": change.objects}
 
     @app.get("/frame.jpg")
-    async def frame() -> Response:
-        _, jpeg = await run_in_threadpool(encode, None)
+    async def frame(mode: str = "live") -> Response:
+        _, jpeg = await run_in_threadpool(encode, None, check_mode(mode))
         if jpeg is None:
             raise HTTPException(503, "no frame yet")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.get("/stream.mjpg")
-    async def stream() -> StreamingResponse:
+    async def stream(mode: str = "live") -> StreamingResponse:
+        check_mode(mode)
+
         async def frames():
             key, period = None, 1.0 / max(1e-3, max_fps)
             while not live.stopped:
                 t0 = time.monotonic()
-                key, jpeg = await run_in_threadpool(encode, key)
+                key, jpeg = await run_in_threadpool(encode, key, mode)
                 if jpeg is not None:
                     yield (f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
                            + jpeg + b"\r\n")

@@ -122,8 +122,11 @@ def test_http_api_of_a_running_app(ort_backend, tokenizer):
         assert state["running"] and state["threshold"] == pytest.approx(session.pos_thres)
         assert [o["name"] for o in state["objects"]] == ["box", "pen"]
         assert all(0.0 <= o["positive_prob"] <= 1.0 and "legend" in o for o in state["objects"])
-        img = cv2.imdecode(np.frombuffer(_get(url + "frame.jpg"), np.uint8), cv2.IMREAD_COLOR)
-        assert img.shape == (480, 640, 3) and img.std() > 10
+        for mode in ("", "?mode=result"):  # the live camera frame / the processed frame with its own masks
+            img = cv2.imdecode(np.frombuffer(_get(url + "frame.jpg" + mode), np.uint8), cv2.IMREAD_COLOR)
+            assert img.shape == (480, 640, 3) and img.std() > 10
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            _get(url + "frame.jpg?mode=bogus")
         with urllib.request.urlopen(url + "stream.mjpg", timeout=10) as r:
             assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
             head = r.read(200)
