@@ -125,6 +125,7 @@ def _check_overlay(shot_rgb: np.ndarray, loop: np.ndarray) -> dict:
 def test_live_view_in_headless_chromium(tmp_path):
     pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'actionvos[serve]'")
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e .[dev])")
+    from PIL import Image
     from selenium.webdriver.common.by import By
 
     video, loop = _looped_video(tmp_path / "camera.mp4")
@@ -155,19 +156,23 @@ def test_live_view_in_headless_chromium(tmp_path):
         hud_text = driver.find_element(By.ID, "hud").text
         assert "right hand" in hud_text and "latency p50" in hud_text and "dropped" in hud_text, hud_text
         assert "0.75" in hud_text or "≥" in hud_text or "<" in hud_text, hud_text  # probability against the threshold
-        time.sleep(0.5)  # a few more MJPEG frames
-        png = driver.get_screenshot_as_png()
-        from PIL import Image
-
-        shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-        (tmp_path / "live_view.png").write_bytes(png)
+        info = {}
+        for mode in ("live", "result"):  # the camera at its rate with the latest masks; processed frames, aligned
+            if mode == "result":
+                driver.find_element(By.ID, "aligned").click()
+                _wait(lambda: driver.execute_script("return arguments[0].src", img).endswith("mode=result"), 10, "mode")
+                _wait(lambda: driver.execute_script("return arguments[0].naturalWidth", img) == SIZE[1], 30, "the image")
+            time.sleep(1.0)  # a few more MJPEG frames
+            png = driver.get_screenshot_as_png()
+            (tmp_path / f"live_view_{mode}.png").write_bytes(png)
+            shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+            r = img.rect
+            x, y = int(round(r["x"])), int(round(r["y"]))
+            info[mode] = _check_overlay(shot[y: y + SIZE[0], x: x + SIZE[1]], loop)
         keep = os.environ.get("ACTIONVOS_LIVE_VIEW_PNG")
-        if keep:
+        if keep:  # the aligned view: what the closing note shows
             with open(keep, "wb") as f:
                 f.write(png)
-        r = img.rect
-        x, y = int(round(r["x"])), int(round(r["y"]))
-        info = _check_overlay(shot[y: y + SIZE[0], x: x + SIZE[1]], loop)
 
         # a prompt submitted through the form shows up in the HUD and changes the session's prompts
         for field, text in (("action", "rotate bottle"), ("objects_in", "bottle,right hand")):
