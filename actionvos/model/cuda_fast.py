@@ -281,7 +281,8 @@ class GraphCache:
     """Capture ``fn`` once per input signature (shapes, dtypes, strides, non-tensor arguments) and replay it.
 
     Inputs are copied into the captured buffers before each replay; outputs are cloned out (the captured buffers
-    are overwritten by the next replay). Warm-up runs (eager, on a side stream) precede each capture, so lazily
+    are overwritten by the next replay). Runs under ``torch.inference_mode`` (outputs are inference tensors: no
+    autograd). Warm-up runs (eager, on a side stream) precede each capture, so lazily
     built caches (index tensors, the extension) exist before capturing. A signature whose capture fails is logged
     once and runs eagerly afterwards; so does everything once ``max_graphs`` graphs exist.
 
@@ -299,6 +300,7 @@ class GraphCache:
         self.replays = 0
         self.eager_runs = 0
 
+    @torch.inference_mode()
     def __call__(self, *args: Any) -> Any:
         leaves: list[torch.Tensor] = []
         spec = _flatten(args, leaves)
@@ -440,7 +442,9 @@ class CudaFastPath:
     @contextlib.contextmanager
     def _precision(self) -> Iterator[None]:
         if self.options.fp16:
-            with torch.autocast(device_type="cuda", dtype=torch.float16):
+            # Captured graphs must not rely on autocast's weight-cast cache (PyTorch CUDA graphs docs: autocast with
+            # cache_enabled=False inside torch.cuda.graph); eager runs keep the cache (it lives for one call).
+            with torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=not self.options.cuda_graphs):
                 yield
         else:
             yield
