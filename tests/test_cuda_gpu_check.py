@@ -120,3 +120,20 @@ def test_budget_skips_later_steps():
     assert steps["versions"].status == "pass"
     assert steps["extension"].status == "skip" and "budget" in steps["extension"].detail
     assert steps["model_timings"].detail == "not selected (--only)"
+
+
+def test_direct_nvcc_plugin_build(tmp_path):
+    """The no-cmake fallback builds a library with the entry points and no libnvinfer / libcudart dependency."""
+    import shutil as sh
+
+    gc = _module()
+    nvcc = sh.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    if not Path(nvcc).is_file() or gc._headers() is None:
+        pytest.skip("needs nvcc and the TensorRT headers (run trt_plugins/build.sh once)")
+    lib, cmd = gc.nvcc_plugin_build(tmp_path, nvcc, gc._headers(), "90")
+    assert lib.is_file() and "--no-undefined" in cmd
+    if sh.which("nm") and sh.which("readelf"):
+        syms = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
+        assert "getCreators" in syms and "setLoggerFinder" in syms
+        dyn = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True).stdout
+        assert "libnvinfer" not in dyn and "libcudart" not in dyn
