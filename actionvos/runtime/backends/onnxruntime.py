@@ -328,10 +328,21 @@ class OrtBackend(Backend):
         return {"binding": binding, "outputs": outs, "keep": keep, "run_options": self.ort.RunOptions()}
 
     def _output_shapes(self, P: int) -> dict[str, tuple[int, ...]]:
-        T, (H, W), Q = self.info.window, self.info.input_size, self.info.num_queries
-        hm, wm = -(-H // 4), -(-W // 4)  # stride-4 mask size: ceil twice-halved (spec 3.7)
-        return {"pred_logits": (P, T, Q, 1), "pred_boxes": (P, T, Q, 4), "pred_masks": (P, T, Q, hm, wm),
-                "pred_positives": (P, 1)}
+        """The decoder's output shapes for P prompts, from the graph itself (``pred_logits [P, T, Q, 1]``,
+        ``pred_boxes [P, T, Q, 4]``, ``pred_masks [P, T, Q, ceil(H/4), ceil(W/4)]``, ``pred_positives [P, 1]``;
+        every axis but P is static in an ``actionvos export`` graph).
+
+        Raises:
+            InputError: an axis other than P is not static (not a graph written by ``actionvos export``).
+        """
+        shapes = {}
+        for o in self.sessions[self.decoder_role].get_outputs():
+            rest = list(o.shape[1:])
+            if not all(isinstance(d, int) and d > 0 for d in rest):
+                raise InputError(f"{self.decoder_role} output {o.name} has shape {o.shape}: only the prompt axis may be "
+                                 "dynamic; re-export the graphs with `actionvos export`")
+            shapes[o.name] = (int(P), *rest)
+        return shapes
 
     def _host_outputs(self, P: int) -> dict[str, np.ndarray]:
         """Output host buffers of prompt count P: one set per P, reused across prompt switches."""
