@@ -339,34 +339,41 @@ def _read_old_summary(output: Path) -> dict | None:
     return data
 
 
-def _run_outputs(output: Path, name: str) -> list[Path]:
-    """The files a run writes for video ``name`` that exist: ``{name}/*.png`` and ``{name}_overlay.mp4``.
+#: Files a run writes next to a video's frame folder, ``{video}{suffix}`` (overlay MP4, probability plot).
+RUN_FILE_SUFFIXES = ("_overlay.mp4", "_positive_prob.png")
+
+
+def _run_outputs(output: Path, name: str, recorded: Iterable[str | None] = ()) -> list[Path]:
+    """The files a run wrote for video ``name`` that exist: ``{name}/*.png``, ``{name}{suffix}`` for every
+    :data:`RUN_FILE_SUFFIXES` and the file names the summary recorded for it (``recorded``: its ``overlay`` /
+    ``plot`` entries, names in the video's parent folder).
 
     Raises:
-        InputError: ``name`` would lead outside ``output`` (:func:`~actionvos.io_utils.safe_child`).
+        InputError: ``name`` or a recorded file name would lead outside ``output`` (:func:`~actionvos.io_utils.safe_child`).
     """
     fix = "remove that summary.json or choose another --output"
     folder = safe_child(output, name, what="video name", nested=True, fix=fix)
     found = [p for p in sorted(folder.glob("*.png")) if p.is_file()] if folder.is_dir() else []
-    overlay = safe_child(output, f"{name}_overlay.mp4", what="overlay name", nested=True, fix=fix)
-    if overlay.is_file():
-        found.append(overlay)
+    files = [safe_child(output, f"{name}{suffix}", what="video name", nested=True, fix=fix) for suffix in RUN_FILE_SUFFIXES]
+    files += [safe_child(folder.parent, r, what="output file name", fix=fix) for r in recorded if r]
+    found += [p for p in dict.fromkeys(files) if p.is_file()]
     return found
 
 
 def _output_like(output: Path, max_depth: int = 3) -> set[Path]:
-    """Entries of ``output`` that look like run outputs: ``*_overlay.mp4`` files and folders holding ``*.png``
-    files directly (``{video}/`` or ``{split}/{video}/``), down to ``max_depth`` levels."""
+    """Entries of ``output`` that look like run outputs: ``*_overlay.mp4`` / ``*_positive_prob.png`` files and folders
+    holding ``*.png`` files directly (``{video}/`` or ``{split}/{video}/``), down to ``max_depth`` levels."""
     found: set[Path] = set()
 
     def walk(d: Path, depth: int) -> None:
         for p in d.iterdir():
             if p.is_symlink():
                 continue
-            if p.is_file() and p.name.endswith("_overlay.mp4"):
+            if p.is_file() and p.name.endswith(RUN_FILE_SUFFIXES):
                 found.add(p)
             elif p.is_dir():
-                if any(q.suffix.lower() == ".png" and q.is_file() for q in p.iterdir()):
+                if any(q.suffix.lower() == ".png" and not q.name.endswith(RUN_FILE_SUFFIXES) and q.is_file()
+                       for q in p.iterdir()):  # label PNGs (a plot beside a split's video folders is not one)
                     found.add(p)
                 if depth < max_depth:
                     walk(p, depth + 1)
@@ -384,7 +391,8 @@ def prepare_output_dir(output: str | os.PathLike, force: bool, video_names: Iter
     2. Temporary files of an earlier killed run (``.{name}.*.tmp*``, older than ``started``, default now) are removed
        (:func:`actionvos.io_utils.clean_stale_temps`); they do not count as content.
     3. A folder with other content needs ``force``. With ``force`` the earlier run's outputs are removed as a whole:
-       every video its ``summary.json`` lists (``{video}/*.png``, ``{video}_overlay.mp4``), the outputs of the videos
+       every video its ``summary.json`` lists (``{video}/*.png``, ``{video}_overlay.mp4``, ``{video}_positive_prob.png``
+       and the files it names), the outputs of the videos
        about to be written, and ``summary.json`` itself; empty video folders are removed; unrelated files are kept.
        If run outputs remain that no summary accounts for (a run killed before writing its summary, a hand-made
        folder of PNGs), nothing is removed and the run is refused, so a folder never ends up with a
@@ -423,11 +431,11 @@ def prepare_output_dir(output: str | os.PathLike, force: bool, video_names: Iter
     if not force:
         raise InputError(f"output folder {str(output)!r} is not empty; pass --force to replace its earlier outputs")
     old = _read_old_summary(output)
-    old_names = [v["name"] for v in old["videos"]] if old is not None else []
+    recorded = {v["name"]: [v.get("overlay"), v.get("plot")] for v in old["videos"]} if old is not None else {}
     remove: list[Path] = []
     folders: list[Path] = []
-    for name in dict.fromkeys(old_names + names):
-        remove += _run_outputs(output, name)
+    for name in dict.fromkeys(list(recorded) + names):
+        remove += _run_outputs(output, name, [r for r in recorded.get(name, []) if isinstance(r, str)])
         folders.append(output / name)
     owned = set(remove) | {f for f in folders}
     stray = sorted(p for p in _output_like(output) if p not in owned)
