@@ -117,3 +117,54 @@ def test_live_stream_killed_and_restarted_is_reconnected(ort_backend, tokenizer)
     assert report.reconnects >= 1, report
     assert state["after"] >= 5, f"the session did not go on after reconnecting: {report}"
     assert report.frames_processed == 40
+
+
+def test_dead_source_reports_an_error_and_its_attempts(ort_backend, tokenizer, caplog):
+    """Nothing listens on port 9: the report carries an error (the CLI exits non-zero on it) and the log says what
+    was tried."""
+    import logging
+
+    session = StreamSession(ort_backend, StreamConfig(), tokenizer)
+    with caplog.at_level(logging.INFO, logger="actionvos.runtime"):
+        report = run_camera(session, "http://127.0.0.1:9/none", ACTION, "box",
+                            CameraOptions(display=False, duration=2.5, backoff=Backoff(initial=0.2, maximum=0.5)))
+    assert report.frames_processed == 0 and report.frames_captured == 0
+    assert report.error and "no frame from stream http://127.0.0.1:9/none" in report.error, report
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot open stream http://127.0.0.1:9/none (attempt" in m for m in messages) >= 2, messages
+    assert any("final state" in m for m in messages), messages
+
+
+def test_frame_queue_keeps_order_and_blocks_instead_of_dropping():
+    from actionvos.runtime.capture import FrameQueue, make_frame_queue
+
+    q = FrameQueue(capacity=2)
+    got = []
+
+    def consumer():
+        while True:
+            item = q.get(1.0)
+            if item is None and q.closed:
+                return
+            if item is not None:
+                got.append(item.index)
+                time.sleep(0.01)
+
+    t = threading.Thread(target=consumer)
+    t.start()
+    for i in range(30):
+        q.put(CapturedFrame(i, time.monotonic(), np.zeros((2, 2, 3), np.uint8)))
+    q.close()
+    t.join(10)
+    assert got == list(range(30)) and q.dropped == 0 and q.served == 30
+    blocked = FrameQueue(capacity=1)
+    blocked.put(CapturedFrame(0, 0.0, np.zeros((1, 1, 3), np.uint8)))
+    releaser = threading.Timer(0.3, blocked.cancel)
+    releaser.start()
+    t0 = time.monotonic()
+    blocked.put(CapturedFrame(1, 0.0, np.zeros((1, 1, 3), np.uint8)))  # full: waits until cancel() releases it
+    assert 0.2 < time.monotonic() - t0 < 5 and blocked.get(0.01) is None
+    live, file_ = parse_source("rtsp://x/y"), parse_source(str(box_video_path()))
+    assert isinstance(make_frame_queue(live, realtime=False), LatestFrameSlot)
+    assert isinstance(make_frame_queue(file_, realtime=True), LatestFrameSlot)
+    assert isinstance(make_frame_queue(file_, realtime=False), FrameQueue)
