@@ -134,7 +134,7 @@ def main() -> None:
         work = Path(tmp.name)
     if args.onnx:
         onnx_dir = Path(args.onnx)
-        sha = load_graph_dir(onnx_dir).meta.get("checkpoint_sha256")
+        sha = load_graph_dir(onnx_dir).facts.checkpoint_sha256
         label = f"checkpoint {sha}" if sha else "random weights (pipeline check only)"
         tok = Path(args.tokenizer) if args.tokenizer else None
     else:
@@ -186,7 +186,7 @@ def main() -> None:
             rows.append((prov, prec, seg_ms, text_ms, m, ""))
 
     inp = data.input_size
-    print(f"Precision benchmark: {graphs['fp32'].meta.get('preset')} ({label}), input {inp['frames']}x{inp['height']}x"
+    print(f"Precision benchmark: {graphs['fp32'].meta.get('preset') or graphs['fp32'].meta.get('card', {}).get('config', {}).get('name')} ({label}), input {inp['frames']}x{inp['height']}x"
           f"{inp['width']} (TxHxW), P={P} prompts, {args.threads} threads, {args.runs} runs interleaved across precisions; agreement vs FP32 ORT CPU "
           f"on {rep['data']['clips']} real clips not used for calibration ({', '.join(sorted(set(data.source_groups)))}); INT8: "
           f"{graphs['int8'].calibration.get('method', args.method)}.")

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from actionvos.calibration.model_facts import ModelFacts, read_model_facts
+from actionvos.calibration.model_facts import PRECISION_KEY, ModelFacts, derived_props, graph_spec, read_model_facts
 from actionvos.errors import ConfigError, InputError
 from actionvos.io_utils import replace_dir
 
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 
 TEXT_FILE = "text_encoder.onnx"
 SEGMENTER_FILE = "segmenter.onnx"
-#: metadata key written into FP16/INT8 graphs: ``fp16`` or ``int8`` (absent = fp32).
-PRECISION_KEY = "actionvos.precision"
 #: metadata key with a JSON record of how a reduced-precision graph was made (source hash, kept-FP32 groups, ...).
 CALIBRATION_KEY = "actionvos.calibration"
 
@@ -103,9 +101,7 @@ class GraphDir:
 
     def spec(self, role: str):
         """The :class:`~actionvos.export.spec.ExportSpec` of ``role`` (``text_encoder`` or ``segmenter``)."""
-        from actionvos.export.metadata import read_metadata, spec_from_metadata
-
-        return spec_from_metadata(read_metadata(self.text if role == "text_encoder" else self.segmenter))
+        return graph_spec(self.text if role == "text_encoder" else self.segmenter)
 
 
 def load_graph_dir(path: str | os.PathLike, flag: str = "--onnx") -> GraphDir:
@@ -119,8 +115,6 @@ def load_graph_dir(path: str | os.PathLike, flag: str = "--onnx") -> GraphDir:
     Raises:
         InputError: not a directory, a graph is missing, or the graphs carry no ActionVOS metadata.
     """
-    from actionvos.export.metadata import read_metadata
-
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{flag} {str(path)!r} is not a directory; pass the folder written by actionvos export")
@@ -128,21 +122,9 @@ def load_graph_dir(path: str | os.PathLike, flag: str = "--onnx") -> GraphDir:
     for f in (text, seg):
         if not f.is_file():
             raise InputError(f"{flag} {str(path)!r} has no {f.name}; pass the folder written by actionvos export")
-    try:
-        meta = read_metadata(seg)
-        read_metadata(text)
-    except ValueError as err:
-        raise InputError(f"{flag}: {err}") from None
-    except Exception as err:  # onnx.load on a corrupt file (DecodeError and friends)
-        raise InputError(f"{flag} {str(path)!r}: cannot read the graphs ({type(err).__name__}); re-export them") from None
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(seg), load_external_data=False).metadata_props}
-    precision = props.get(PRECISION_KEY, "fp32")
-    calibration = json.loads(props[CALIBRATION_KEY]) if CALIBRATION_KEY in props else {}
-    facts = read_model_facts(text, seg, meta, calibration, flag)
-    return GraphDir(path=path, text=text, segmenter=seg, meta=meta, facts=facts, precision=precision,
-                    calibration=calibration)
+    facts, meta = read_model_facts(text, seg, flag)
+    return GraphDir(path=path, text=text, segmenter=seg, meta=meta, facts=facts, precision=facts.precision,
+                    calibration=meta.get("calibration") or {})
 
 
 def require_ort_runnable(g: GraphDir, what: str) -> None:
@@ -206,11 +188,10 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_precision_metadata(model, precision: str, record: dict[str, Any], source_props: dict[str, str]) -> None:
-    """Give a converted ModelProto the source graph's ``actionvos.*`` metadata plus ``actionvos.precision`` and the
-    JSON ``actionvos.calibration`` record (in place)."""
-    props = {k: v for k, v in source_props.items() if k not in (PRECISION_KEY, CALIBRATION_KEY)}
-    props[PRECISION_KEY] = precision
-    props[CALIBRATION_KEY] = json.dumps(record)
+    """Give a converted ModelProto the source graph's ``actionvos.*`` metadata with the new precision (in its card,
+    or ``actionvos.precision`` for graphs without one) and the JSON ``actionvos.calibration`` record (in place;
+    :func:`actionvos.calibration.model_facts.derived_props`)."""
+    props = derived_props(source_props, precision, record)
     del model.metadata_props[:]
     for k, v in props.items():
         model.metadata_props.add(key=k, value=v)

@@ -26,6 +26,7 @@ from actionvos.calibration.common import (
     write_precision_metadata,
 )
 from actionvos.calibration.fp16_sensitivity import RULE, GraphConverter, measure_sensitivity
+from actionvos.calibration.model_facts import derived_card_files
 from actionvos.calibration.npz_store import load_calibration
 from actionvos.errors import ConfigError
 from actionvos.precision.fp16 import DEFAULT_KEEP_FP32, GROUPS, convert_fp16, converter_version, node_groups
@@ -108,6 +109,7 @@ def convert_dir_fp16(onnx_dir: str | os.PathLike, out: str | os.PathLike, *, dat
         manifest = graphs.path / "export_manifest.json"
         if manifest.is_file():
             (tmp / "export_manifest.json").write_bytes(manifest.read_bytes())
+        derived_card_files(graphs.path, tmp, "fp16")  # card.json (precision fp16) + tokenizer/
         if sens is not None:
             atomic_write_json(tmp / "fp16_sensitivity.json", sens)
         if cal is not None:

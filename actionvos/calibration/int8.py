@@ -48,6 +48,7 @@ from actionvos.calibration.common import (
 from actionvos.calibration.clips import DEFAULT_HOLDOUT, check_compatible
 from actionvos.calibration.int8_calibrators import METHODS, _method, compute_ranges
 from actionvos.calibration.int8_readers import SegmenterReader, TextReader
+from actionvos.calibration.model_facts import derived_card_files
 from actionvos.calibration.npz_store import load_calibration
 from actionvos.errors import ConfigError
 from actionvos.precision.groups import GROUPS, node_groups
@@ -200,6 +201,7 @@ def quantize_dir_int8(onnx_dir: str | os.PathLike, data: str | os.PathLike, out:
         manifest = graphs.path / "export_manifest.json"
         if manifest.is_file():
             (tmp / "export_manifest.json").write_bytes(manifest.read_bytes())
+        derived_card_files(graphs.path, tmp, "int8")  # card.json (precision int8) + tokenizer/
         if report:
             cand = load_graph_dir(tmp, "--out")
             rep = build_report(graphs, {"int8": cand}, cal, threads=threads, progress=progress,
@@ -231,6 +233,6 @@ def build_int8_engines(int8_dir: str | os.PathLike, *, plugin_library: str | Non
         dst = g.path / f"{role}.engine"
         build(path, dst, g.spec(role), fp16=False, plugin_library=plugin_library,
               timing_cache=Path(timing_cache) if timing_cache else g.path / "timing.cache",
-              checkpoint_sha256=g.meta.get("checkpoint_sha256", ""), use_plugin=g.msda == "plugin", **extra)
+              checkpoint_sha256=g.facts.checkpoint_sha256, use_plugin=g.msda == "plugin", **extra)
         engines[role] = dst
     return engines

@@ -2,27 +2,38 @@
 
 >>> MODEL-CARD SWITCH POINT <<<
 Every fact the calibration tools need about a model (clip size, thresholds, prompt template, model identity,
-text-feature width, vocabulary, token limit, MSDA mode, tokenizer) is read here and nowhere else in
-``actionvos/calibration``: :func:`read_model_facts` for an export directory's graphs and :func:`checkpoint_facts`
-for ``calibrate collect --checkpoint``. When the lead's :class:`actionvos.card.ModelCard` lands, replace the bodies
-of these two functions with ``actionvos.card.read_card(...)`` and map its fields onto :class:`ModelFacts`; nothing
-else in the package changes. No fact has a default here: a graph without them is refused (re-export it).
+precision, text-feature width, vocabulary, token limit, MSDA mode, tokenizer, weights note) is read here and nowhere
+else in ``actionvos/calibration``: :func:`read_model_facts` for an export directory's graphs, :func:`checkpoint_facts`
+for ``calibrate collect --checkpoint``, and :func:`derived_card_files` / :func:`derived_props` for what an FP16 /
+INT8 directory carries. Graphs that hold a :class:`actionvos.card.ModelCard` (metadata ``actionvos.card``, format
+"2") are read through :func:`actionvos.card.card_from_onnx`; graphs of the earlier per-fact metadata (format "1":
+``input``, ``thresholds``, ``config``, ``prompt_template``, ``checkpoint_sha256``...) through those keys. When
+format "1" is gone, delete :func:`_facts_from_keys`; nothing else in the package changes. No fact has a default:
+a graph without them is refused (re-export it).
 
-Sources today: the ``actionvos.*`` ONNX metadata written by :mod:`actionvos.export.metadata` (read with
-:func:`actionvos.export.metadata.read_metadata`) and, for reduced-precision directories, the
-``actionvos.calibration`` record (the FP32 source model's hash).
+Sources: :mod:`actionvos.card` (schema), :mod:`actionvos.export.metadata` (``read_onnx_metadata`` / ``read_metadata``,
+``spec_from_metadata``), and for reduced-precision directories the ``actionvos.calibration`` record (the FP32 source
+model's hash).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actionvos.errors import InputError
+from actionvos.errors import ActionVOSError, InputError
 
-__all__ = ["ModelFacts", "read_model_facts", "checkpoint_facts"]
+__all__ = ["ModelFacts", "read_graph_metadata", "graph_spec", "read_model_facts", "checkpoint_facts",
+           "derived_props", "derived_card_files"]
+
+#: metadata key of the model card inside a graph (:data:`actionvos.card.ONNX_CARD_KEY`)
+CARD_KEY = "actionvos.card"
+#: metadata key of the precision in format-"1" graphs (format "2" keeps it in the card)
+PRECISION_KEY = "actionvos.precision"
 
 
 @dataclass(frozen=True)
@@ -36,11 +47,13 @@ class ModelFacts:
         prompt_template: the ``{object}`` / ``{action}`` prompt template.
         model_hash: identity of the FP32 model (checkpoint SHA-256 prefix, else a hash of the two FP32 graph files;
             reduced-precision graphs carry their source's).
-        hidden_dim: width ``d`` of the text features.
-        vocab_size: tokenizer vocabulary size of the text encoder.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        hidden_dim: width ``d`` of the text features. vocab_size: tokenizer vocabulary size of the text encoder.
         max_tokens: longest token sequence ``L`` the text graph takes.
         msda: ``onnx`` (GridSample decomposition) or ``plugin`` (TensorRT custom op); ``torch`` for a checkpoint.
-        tokenizer: tokenizer folder recorded at export time ("" when none).
+        tokenizer: the tokenizer folder of the artifact (its ``tokenizer/``, or the one recorded at export; "").
+        weights_note: why the weights are not trained ones (random weights), else "".
+        checkpoint_sha256: the weights' hash recorded in the artifact ("" for an export of a model object).
     """
 
     frames: int
@@ -50,11 +63,14 @@ class ModelFacts:
     mask_threshold: float
     prompt_template: str
     model_hash: str
+    precision: str
     hidden_dim: int
     vocab_size: int
     max_tokens: int
     msda: str
     tokenizer: str
+    weights_note: str
+    checkpoint_sha256: str
 
 
 def _files_hash(*paths: Path) -> str:
@@ -66,17 +82,52 @@ def _files_hash(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def read_model_facts(text: Path, segmenter: Path, meta: dict[str, Any], calibration: dict[str, Any],
-                     flag: str = "--onnx") -> ModelFacts:
-    """Model facts of an export directory (FP32, FP16 or INT8).
+def read_graph_metadata(path: Path, flag: str = "--onnx") -> dict[str, Any]:
+    """Decoded ``actionvos.*`` metadata of one ``.onnx`` (JSON keys parsed).
 
-    Args:
-        text, segmenter: the two graph files. meta: decoded ``actionvos.*`` metadata of the segmenter.
-        calibration: the ``actionvos.calibration`` record of a reduced-precision graph (``{}`` for FP32).
-        flag: the CLI option the directory came from (for errors).
     Raises:
-        InputError: a fact is missing from the metadata (graphs from another exporter version; re-export).
+        InputError: unreadable file or no ActionVOS metadata (re-export).
     """
+    from actionvos.export import metadata as md
+
+    reader = getattr(md, "read_onnx_metadata", None) or md.read_metadata
+    try:
+        meta = reader(path)
+    except InputError as err:
+        raise InputError(f"{flag}: {err}") from None
+    except ValueError as err:
+        raise InputError(f"{flag}: {err}") from None
+    except Exception as err:  # onnx.load on a corrupt file (DecodeError and friends)
+        raise InputError(f"{flag} {str(Path(path).parent)!r}: cannot read {Path(path).name} ({type(err).__name__}); "
+                         "re-export it") from None
+    if isinstance(meta.get("calibration"), str):  # format "1" stored the record as a plain string
+        meta["calibration"] = json.loads(meta["calibration"])
+    return meta
+
+
+def graph_spec(path: Path):
+    """The :class:`~actionvos.export.spec.ExportSpec` recorded in a graph."""
+    from actionvos.export.metadata import spec_from_metadata
+
+    return spec_from_metadata(read_graph_metadata(path))
+
+
+def _facts_from_card(card, meta: dict[str, Any], text: Path, segmenter: Path) -> dict[str, Any]:
+    size = card.input.size
+    if size is None:
+        raise InputError(f"{str(segmenter)!r} has no static input size in its card; calibration needs graphs "
+                         "exported at a fixed --height/--width")
+    return dict(frames=int(card.window or 1), height=int(size[0]), width=int(size[1]),
+                pos_thres=float(card.thresholds.pos_cls_thres), mask_threshold=float(card.thresholds.mask_threshold),
+                prompt_template=str(card.prompt_template), precision=card.precision.value,
+                hidden_dim=int(card.config.hidden_dim), vocab_size=int(card.config.text.vocab_size),
+                msda=str(card.msda), weights_note=str(card.weights_note or ""),
+                checkpoint_sha256=str(card.checkpoint_sha256 or ""),
+                tokenizer=str(segmenter.parent / "tokenizer") if (segmenter.parent / "tokenizer").is_dir() else "")
+
+
+def _facts_from_keys(meta: dict[str, Any], text: Path, segmenter: Path, flag: str) -> dict[str, Any]:
+    """Format "1" graphs (per-fact keys), before the model card."""
     try:
         inp, thr, cfg = meta["input"], meta["thresholds"], meta["config"]
         facts = dict(frames=int(inp.get("frames", 1)), height=int(inp["height"]), width=int(inp["width"]),
@@ -86,21 +137,46 @@ def read_model_facts(text: Path, segmenter: Path, meta: dict[str, Any], calibrat
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{flag} {str(segmenter.parent)!r}: the graph metadata lacks {err} (input size, thresholds, "
                          "prompt template or config); re-export with actionvos export") from None
+    sha = str(meta.get("checkpoint_sha256") or "")
+    note = "" if sha else ("Exported from a model object without a checkpoint (random weights in tests): agreement "
+                           "numbers are pipeline checks only, not accuracy evidence.")
+    return dict(facts, precision=str(meta.get("precision", "fp32")), msda=str(meta.get("msda", "onnx")),
+                tokenizer=str(meta.get("tokenizer") or ""), weights_note=note, checkpoint_sha256=sha)
+
+
+def read_model_facts(text: Path, segmenter: Path, flag: str = "--onnx") -> tuple[ModelFacts, dict[str, Any]]:
+    """Model facts of an export directory (FP32, FP16 or INT8) and the segmenter's decoded metadata.
+
+    Args:
+        text, segmenter: the two graph files. flag: the CLI option the directory came from (for errors).
+    Returns:
+        ``(facts, meta)``; ``meta["calibration"]`` is the reduced-precision record (``{}`` for FP32).
+    Raises:
+        InputError: unreadable graphs, or a fact missing from the metadata (re-export).
+        ConfigError: an invalid or newer model card (:meth:`actionvos.card.ModelCard.from_dict`).
+    """
+    meta = read_graph_metadata(segmenter, flag)
+    read_graph_metadata(text, flag)
+    meta.setdefault("calibration", {})
+    calibration = meta["calibration"] or {}
+    if "card" in meta:
+        from actionvos.card import card_from_onnx
+
+        facts = _facts_from_card(card_from_onnx(meta, f"{flag} {str(segmenter.parent)!r}"), meta, text, segmenter)
+    else:
+        facts = _facts_from_keys(meta, text, segmenter, flag)
     if calibration.get("source_model_hash"):
         model_hash = str(calibration["source_model_hash"])
-    elif meta.get("checkpoint_sha256"):
-        model_hash = str(meta["checkpoint_sha256"])
+    elif facts["checkpoint_sha256"]:
+        model_hash = facts["checkpoint_sha256"]
     else:
         model_hash = "onnx-" + _files_hash(text, segmenter)
     try:
-        from actionvos.export.metadata import read_metadata, spec_from_metadata
-
-        max_tokens = int(spec_from_metadata(read_metadata(text)).dims["L"].max)
+        max_tokens = int(graph_spec(text).dims["L"].max)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise InputError(f"{flag} {str(text)!r}: the text graph's metadata has no export spec ({err}); "
                          "re-export with actionvos export") from None
-    return ModelFacts(model_hash=model_hash, max_tokens=max_tokens, msda=str(meta.get("msda", "onnx")),
-                      tokenizer=str(meta.get("tokenizer") or ""), **facts)
+    return ModelFacts(model_hash=model_hash, max_tokens=max_tokens, **facts), meta
 
 
 def checkpoint_facts(checkpoint: Path, cfg, frames: int, height: int, width: int) -> ModelFacts:
@@ -112,7 +188,50 @@ def checkpoint_facts(checkpoint: Path, cfg, frames: int, height: int, width: int
     """
     from actionvos.model.checkpoint import file_sha256
 
+    sha = file_sha256(checkpoint)
     return ModelFacts(frames=int(frames), height=int(height), width=int(width), pos_thres=float(cfg.pos_cls_thres),
-                      mask_threshold=float(cfg.mask_threshold), prompt_template=cfg.prompt_template,
-                      model_hash=file_sha256(checkpoint), hidden_dim=int(cfg.hidden_dim),
-                      vocab_size=int(cfg.text.vocab_size), max_tokens=512, msda="torch", tokenizer="")
+                      mask_threshold=float(cfg.mask_threshold), prompt_template=cfg.prompt_template, model_hash=sha,
+                      precision="fp32", hidden_dim=int(cfg.hidden_dim), vocab_size=int(cfg.text.vocab_size),
+                      max_tokens=512, msda="torch", tokenizer="", weights_note="", checkpoint_sha256=sha)
+
+
+def derived_props(source_props: dict[str, str], precision: str, record: dict[str, Any]) -> dict[str, str]:
+    """``metadata_props`` of an FP16 / INT8 graph made from a graph with ``source_props``: the source's, with the
+    card's precision changed (format "2") or ``actionvos.precision`` set (format "1"), and the JSON
+    ``actionvos.calibration`` record."""
+    props = {k: v for k, v in source_props.items() if k not in (PRECISION_KEY, "actionvos.calibration")}
+    if CARD_KEY in props:
+        from actionvos.card import ModelCard
+
+        card = ModelCard.from_dict(json.loads(props[CARD_KEY])).with_artifact(precision=precision)
+        props.update(card.onnx_props())
+    else:
+        props[PRECISION_KEY] = precision
+    props["actionvos.calibration"] = json.dumps(record)
+    return props
+
+
+def derived_card_files(src_dir: Path, dst_dir: Path, precision: str) -> list[str]:
+    """Give an FP16 / INT8 directory what makes an export folder self-contained: ``card.json`` with the new
+    precision and a copy of ``tokenizer/`` (when the source folder has them). Returns the names written.
+
+    Raises:
+        ConfigError: the source's ``card.json`` is invalid.
+    """
+    written = []
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    try:
+        from actionvos.card import CARD_FILE, read_card_file, write_card
+    except ImportError:  # pragma: no cover - before the card module
+        return written
+    if (src_dir / CARD_FILE).is_file():
+        try:
+            card = read_card_file(src_dir)
+        except ActionVOSError:
+            raise
+        write_card(dst_dir, card.with_artifact(precision=precision))
+        written.append(CARD_FILE)
+    if (src_dir / "tokenizer").is_dir():
+        shutil.copytree(src_dir / "tokenizer", dst_dir / "tokenizer")
+        written.append("tokenizer/")
+    return written

@@ -315,8 +315,5 @@ def accuracy_report(reference: str | os.PathLike, candidates: dict[str, str | os
 
 
 def weights_note(g: GraphDir) -> str | None:
-    """A warning line when the export says nothing about the weights being trained (no checkpoint hash)."""
-    if not g.meta.get("checkpoint_sha256"):
-        return ("Exported from a model object without a checkpoint (random weights in tests): agreement numbers are "
-                "pipeline checks only, not accuracy evidence.")
-    return None
+    """The model's weights note (random weights: agreement numbers are pipeline checks only), else None."""
+    return g.facts.weights_note or None
