@@ -300,3 +300,48 @@ def test_missing_tensorrt_says_what_to_install(tmp_path):
 
     with pytest.raises(ConfigError, match=r"pip install tensorrt"):
         TrtBackend(tmp_path)
+
+
+# ---------------------------------------------------------------------- CUDA-graph schedule (defect 6)
+def test_graph_never_replayed_after_a_shape_change():
+    """P1 → P2 → P1: every shape change sets shapes and runs eagerly before a fresh capture; replays only follow a
+    capture made with the same shapes."""
+    from actionvos.runtime.backends.tensorrt import GraphSchedule
+
+    sched, p1, p2 = GraphSchedule(True), object(), object()
+    steps = [((2, 8), p1)] * 3 + [((3, 12), p2)] * 3 + [((2, 8), p1)] * 3
+    plans = [sched.next(k, o) for k, o in steps]
+    assert [p.action for p in plans] == ["eager", "capture", "replay"] * 3
+    assert [p.set_shapes for p in plans] == [True, False, False] * 3
+    assert [p.upload_text for p in plans] == [True, False, False] * 3
+    captured_for = None
+    for (key, _), plan in zip(steps, plans):  # the invariant itself
+        if plan.set_shapes:
+            captured_for = None
+        if plan.action == "capture":
+            captured_for = key
+        if plan.action == "replay":
+            assert captured_for == key
+
+
+def test_same_shape_prompt_sets_reupload_and_keep_the_graph():
+    from actionvos.runtime.backends.tensorrt import GraphSchedule
+
+    sched, a, b = GraphSchedule(True), object(), object()
+    plans = [sched.next((2, 8), o) for o in (a, a, b, a, a)]
+    assert [p.action for p in plans] == ["eager", "capture", "replay", "replay", "replay"]
+    assert [p.upload_text for p in plans] == [True, False, True, True, False]
+    assert not any(p.set_shapes for p in plans[1:])
+
+
+def test_disabled_or_failed_capture_is_eager():
+    from actionvos.runtime.backends.tensorrt import GraphSchedule
+
+    off = GraphSchedule(False)
+    assert {off.next((2, 8), None).action for _ in range(4)} == {"eager"}
+    sched = GraphSchedule(True)
+    assert [sched.next((2, 8), None).action for _ in range(2)] == ["eager", "capture"]
+    sched.disable()  # capture failed
+    assert [sched.next((2, 8), None).action for _ in range(2)] == ["eager", "eager"]
+    sched.reset()
+    assert sched.next((2, 8), None).set_shapes

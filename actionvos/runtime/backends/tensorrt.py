@@ -48,7 +48,7 @@ from actionvos.errors import ConfigError, InputError
 from actionvos.runtime.backends.base import Backend, BackendInfo, StepOutputs
 from actionvos.runtime.prompt_cache import TextArrays
 
-__all__ = ["TrtBackend"]
+__all__ = ["TrtBackend", "GraphSchedule", "StepPlan"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,64 @@ class _FrameSlot:
 
     slot: int
     generation: int
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one :meth:`TrtBackend.decode` does before it waits.
+
+    Attributes:
+        set_shapes: give the context the prompt set's shapes (and drop the graph captured for the old ones).
+        upload_text: copy the prompt set's features into the device text buffers.
+        action: ``"eager"`` (``execute_async_v3`` on the stream), ``"capture"`` (capture that into a CUDA graph, then
+            launch it) or ``"replay"`` (launch the graph captured for the current shapes).
+    """
+
+    set_shapes: bool
+    upload_text: bool
+    action: str
+
+
+class GraphSchedule:
+    """The CUDA-graph rule of the TensorRT backend as plain bookkeeping (tested on the CPU).
+
+    A graph is captured for the shapes the context has and replayed only while they stay the same: a decode with other
+    shapes sets them, drops the graph and runs eagerly (TensorRT may allocate or update state on the first enqueue
+    after a shape change, which must not happen inside a capture); the next decode with those shapes captures, later
+    ones replay. Another prompt set with the same shapes is re-uploaded to the same addresses, so the graph stays
+    valid. With ``enabled=False`` (or after :meth:`disable`) every step is eager.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the shapes (the next step sets them again)."""
+        self.key: tuple[int, int] | None = None
+        self.warm = False
+        self.captured = False
+        self.owner: object | None = None
+
+    def disable(self) -> None:
+        """Capture failed: eager from now on."""
+        self.enabled = False
+        self.captured = False
+
+    def next(self, key: tuple[int, int], owner: object) -> StepPlan:
+        """The plan for a decode with prompt-set shapes ``key = (P, L)`` whose features belong to ``owner``."""
+        set_shapes = key != self.key
+        if set_shapes:
+            self.key, self.warm, self.captured, self.owner = key, False, False, None
+        upload = self.owner is not owner
+        self.owner = owner
+        if not self.enabled or not self.warm:
+            self.warm = True
+            return StepPlan(set_shapes, upload, "eager")
+        if not self.captured:
+            self.captured = True
+            return StepPlan(set_shapes, upload, "capture")
+        return StepPlan(set_shapes, upload, "replay")
 
 
 class TrtBackend(Backend):
@@ -111,27 +169,30 @@ class TrtBackend(Backend):
         why = trt_api.check_sidecars(sidecars, trt_api.runtime_facts(plugin))
         if why is not None:
             raise ConfigError(f"{engine_dir}: {why}")
-        self.runtime = trt_api.create_runtime()
-        self.engines = {r: trt_api.Engine(self.runtime, p) for r, p in paths.items()}
-        self.stream = self.cuda.stream()
+        self.schedule = GraphSchedule(cuda_graph)
+        self._graph = None  # executable graph for the shapes the segmenter context has now
         self._device: dict[str, dict[str, int]] = {}
-        for role, eng in self.engines.items():
-            self._device[role] = {n: self.cuda.malloc(eng.nbytes(n)) for n in eng.names}
-            for n, ptr in self._device[role].items():
-                eng.set_address(n, ptr)
-        seg = self.engines["segmenter"]
-        self.frames_shape = seg.max_shapes["frames"]  # static (T, 3, H, W)
-        T = self.frames_shape[0]
         self._host = HostBufferPool(self.cuda.malloc_host, self.cuda.free_host)
-        self._ring = [self._host.empty(self.frames_shape[1:], np.uint8) for _ in range(T + 1)]
-        self._ring_gen = [0] * len(self._ring)
-        self._ring_next = 0
-        self._out_host = {n: self._host.empty(seg.max_shapes[n], seg.dtypes[n]) for n in _RETURNED}
-        self.cuda_graph = cuda_graph
-        self._graph = None  # executable graph for the shapes in self._shapes_key
-        self._shapes_key: tuple[int, int] | None = None
-        self._warm = False  # one eager run done since the shapes were last set
-        self._text_owner: _TextBinding | None = None
+        self.stream = None
+        self.runtime = trt_api.create_runtime()
+        self.engines: dict[str, Any] = {}
+        try:
+            for role, p in paths.items():
+                self.engines[role] = eng = trt_api.Engine(self.runtime, p)
+                self._device[role] = {n: self.cuda.malloc(eng.nbytes(n)) for n in eng.names}
+                for n, ptr in self._device[role].items():
+                    eng.set_address(n, ptr)
+            self.stream = self.cuda.stream()
+            seg = self.engines["segmenter"]
+            self.frames_shape = seg.max_shapes["frames"]  # static (T, 3, H, W)
+            T = self.frames_shape[0]
+            self._ring = [self._host.empty(self.frames_shape[1:], np.uint8) for _ in range(T + 1)]
+            self._ring_gen = [0] * len(self._ring)
+            self._ring_next = 0
+            self._out_host = {n: self._host.empty(seg.max_shapes[n], seg.dtypes[n]) for n in _RETURNED}
+        except BaseException:
+            self.close()
+            raise
         self.info = _info_from_metadata(engine_dir, sidecars, self.frames_shape)
         log.info("TensorRT %s: engines %s, input %dx%d, T=%d, CUDA graphs %s", trt.__version__, engine_dir,
                  self.frames_shape[2], self.frames_shape[3], T, "on" if cuda_graph else "off")
@@ -205,11 +266,9 @@ class TrtBackend(Backend):
         """
         seg = self.engines["segmenter"]
         self._drop_graph()
-        self._shapes_key, self._warm, self._text_owner = None, False, None
         for name, arr in text.arrays.items():
             seg.set_input_shape(name, arr.shape)
         seg.set_input_shape("frames", self.frames_shape)
-        self._shapes_key = text.key
 
     def _drop_graph(self) -> None:
         if self._graph is not None:
@@ -239,7 +298,7 @@ class TrtBackend(Backend):
                 rt.cudaGraphDestroy(graph)  # the executable graph keeps what it needs
         except Exception as err:  # e.g. a plugin that cannot be captured: plain stream calls still work
             log.warning("CUDA graph capture failed (%s); running without CUDA graphs", err)
-            self.cuda_graph = False
+            self.schedule.disable()
             return None
 
     def decode(self, window: Sequence[_FrameSlot], text: _TextBinding) -> StepOutputs:
@@ -255,26 +314,30 @@ class TrtBackend(Backend):
         if len(window) != T:
             raise ValueError(f"window of {len(window)} frames for a T={T} engine")
         cuda, s, dev = self.cuda, self.stream, self._device["segmenter"]
-        if text.key != self._shapes_key:
-            self._set_shapes(text)
-        if self._text_owner is not text:
-            for name, arr in text.arrays.items():
-                cuda.h2d(dev[name], arr.ctypes.data, arr.nbytes, s)
-            self._text_owner = text
         slot_bytes = self._ring[0].nbytes
-        for t, h in enumerate(window):
+        for h in window:
             if self._ring_gen[h.slot] != h.generation:
                 raise ValueError("a frame handle in the window was overwritten (the window holds more than T frames "
                                  "encoded by this backend); keep at most T handles")
+        plan = self.schedule.next(text.key, text)
+        if plan.set_shapes:
+            try:
+                self._set_shapes(text)
+            except BaseException:
+                self.schedule.reset()
+                raise
+        if plan.upload_text:
+            for name, arr in text.arrays.items():
+                cuda.h2d(dev[name], arr.ctypes.data, arr.nbytes, s)
+        for t, h in enumerate(window):
             cuda.h2d(dev["frames"] + t * slot_bytes, self._ring[h.slot].ctypes.data, slot_bytes, s)
         P = text.key[0]
-        if self._graph is None and self.cuda_graph and self._warm:
+        if plan.action == "capture":
             self._graph = self._capture(P)
-        if self._graph is not None:
+        if plan.action != "eager" and self._graph is not None:
             cuda.check(cuda.rt.cudaGraphLaunch(self._graph, s), "cudaGraphLaunch")
         else:
             self._enqueue(P)
-            self._warm = True
         cuda.sync(s)
         o = {n: host[:P] for n, host in self._out_host.items()}
         # every frame of the window (StepOutputs: [P, T, Q], [P, T, Q, h, w], [P])
@@ -283,25 +346,28 @@ class TrtBackend(Backend):
 
     def close(self) -> None:
         """Wait for the stream, free device memory, graph and stream; page-locked buffers are released once no
-        returned view needs them. Idempotent."""
-        if not getattr(self, "engines", None):
+        returned view needs them. Idempotent (also after a failed constructor)."""
+        if getattr(self, "_host", None) is None:
             return
-        rt = self.cuda.rt
-        try:
-            self.cuda.sync(self.stream)
-        except Exception as err:  # a failed kernel: still release what can be released
-            log.warning("closing the TensorRT backend after a CUDA error: %s", err)
+        if self.stream is not None:
+            try:
+                self.cuda.sync(self.stream)
+            except Exception as err:  # a failed kernel: still release what can be released
+                log.warning("closing the TensorRT backend after a CUDA error: %s", err)
         self._drop_graph()
         for bufs in self._device.values():
             for ptr in bufs.values():
                 self.cuda.free(ptr)
         self._device = {}
         self.engines = {}  # contexts and engines before the runtime
-        self._text_owner = None
+        self.schedule.reset()
         self._ring = []
         self._out_host = {}
         self._host.close()
-        rt.cudaStreamDestroy(self.stream)
+        self._host = None
+        if self.stream is not None:
+            self.cuda.rt.cudaStreamDestroy(self.stream)
+            self.stream = None
 
 
 def _read_json(path: Path) -> dict:
