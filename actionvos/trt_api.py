@@ -32,7 +32,8 @@ Sidecar ``{engine}.json`` (written by :func:`build_engine`, read by the backend)
 (``"major.minor"``; engines only run on that architecture), ``precision``, ``plugin`` (``{}`` or ``{path, sha256,
 built_against_trt}``: the SHA-256 of the plugin ``.so`` whose kernels the engine embeds the creator of),
 ``onnx``/``onnx_sha256``, ``checkpoint_sha256`` (both engines of a folder must agree), ``inputs``, ``outputs``,
-``profiles`` (``[{name: {min, opt, max}}]``) and ``spec`` (:meth:`ExportSpec.to_dict`).
+``profiles`` (``[{name: {min, opt, max}}]``), ``spec`` (:meth:`ExportSpec.to_dict`) and, when the caller passes one,
+``card`` (the artifact's model card as a dict).
 """
 
 from __future__ import annotations
@@ -253,11 +254,11 @@ def register_plugin(lib_path: str | os.PathLike | None = None) -> PluginInfo:
                                              _resolve, check_plugin_trt_major)
 
     trt = import_tensorrt()
+    if _REGISTERED is not None and lib_path is None:  # "whatever is found": the one already registered is what runs
+        return _REGISTERED
     path = _resolve(lib_path)
     if _REGISTERED is not None:
         if _REGISTERED.path == path:
-            return _REGISTERED
-        if lib_path is None:  # "whatever is found": the one already registered is what runs
             return _REGISTERED
         raise PluginLibraryError(f"MSDA plugin library {_REGISTERED.path} is already registered in this process, so "
                                  f"{path} cannot be loaded too; use one --plugin-library per process")
@@ -350,7 +351,7 @@ def save_timing_cache(config, cache_file: str | os.PathLike | None) -> bool:
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, spec, *, fp16: bool = False,
                  plugin_library: str | os.PathLike | None = None, timing_cache: str | os.PathLike | None = None,
                  checkpoint_sha256: str = "", use_plugin: bool = True, workspace_gib: float | None = None,
-                 strongly_typed: bool = True) -> dict[str, Any]:
+                 strongly_typed: bool = True, card: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build a serialized TensorRT engine from an exported graph; write ``engine_path`` and its sidecar JSON.
 
     Conventions: strongly typed network (precisions come from the graph's types: an FP16 / Q-DQ graph builds an
@@ -369,6 +370,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
         checkpoint_sha256: recorded in the sidecar (both engines of a folder must carry the same).
         use_plugin: register the plugin library (the graph has MSDA custom-op nodes).
         workspace_gib: optional workspace pool limit in GiB.
+        card: the model card of the artifact (``ModelCard.to_dict()``), stored as the sidecar's ``card``.
     Returns:
         The sidecar dict (schema in the module docstring).
     Raises:
@@ -439,6 +441,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
                       for name, (lo, opt, hi) in shapes.items()}],
         "spec": spec.to_dict(),
     }
+    if card is not None:
+        sidecar["card"] = dict(card)
     atomic_write_json(sidecar_path(engine_path), sidecar)
     return sidecar
 
