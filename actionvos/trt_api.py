@@ -104,15 +104,10 @@ def trt_major() -> int:
 
 
 def gpu_compute_capability() -> tuple[str, str] | None:
-    """``(name, "major.minor")`` of CUDA device 0, or None when no GPU is visible (tries torch, then cuda-python)."""
-    try:
-        import torch
+    """``(name, "major.minor")`` of CUDA device 0, or None when no GPU is visible.
 
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            return torch.cuda.get_device_name(0), f"{major}.{minor}"
-    except Exception:
-        pass
+    Asks cuda-python first (the TensorRT backend's own dependency, so ``--engine`` runs stay torch-free), then torch.
+    """
     try:
         from actionvos.runtime.cuda_host import import_cudart
 
@@ -121,6 +116,14 @@ def gpu_compute_capability() -> tuple[str, str] | None:
         if int(err) == 0:
             name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
             return name.rstrip("\x00"), f"{props.major}.{props.minor}"
+    except Exception:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return torch.cuda.get_device_name(0), f"{major}.{minor}"
     except Exception:
         pass
     return None
