@@ -153,7 +153,8 @@ class PromptChange:
         action, objects: the requested action and comma-separated objects.
         origin: who asked (``keyboard``, ``web form``, ...).
         requested_at: ``time.time()`` seconds.
-        applied_frame: the session frame index the change took effect on (None while pending or on error).
+        applied_frame: the 0-based index (among the frames this app processed) of the first frame stepped with the
+            new prompts; None while pending or on error.
         prompts: the prompt texts the model reads after the change.
         error: why it was refused (the previous prompts stay), or None.
     """
@@ -459,7 +460,7 @@ class LiveApp:
             self.view.set_status(f"error: {err}", 6.0)
         else:
             change.prompts = [p.text for p in prompts]
-            change.applied_frame = self.session.state.frames_seen
+            change.applied_frame = self.report.frames_processed  # 0-based index of the frame about to be stepped
             self.report.prompt_changes += 1
             self.editor.action, self.editor.objects = change.action, change.objects
             self.view.set_prompts(change.action, change.objects, change.prompts)
