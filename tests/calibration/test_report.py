@@ -185,3 +185,37 @@ def test_output_folders_get_normal_permissions(fp32_dir, int8_dir, tmp_path):
     assert stat.S_IMODE(fp32_dir.stat().st_mode) == normal  # actionvos export (was 0700 from mkdtemp)
     assert stat.S_IMODE(int8_dir.stat().st_mode) == normal  # calibrate int8
     assert json.loads((int8_dir / "accuracy_report.json").read_text())["evaluation"]["disjoint_checked"]
+
+
+def test_model_facts_from_a_model_card(tmp_path):
+    """Graphs carrying a ModelCard (metadata format 2): facts come from the card; derived graphs change only its
+    precision; FP16/INT8 folders get card.json with their precision and the tokenizer folder."""
+    import dataclasses
+
+    from actionvos.calibration.model_facts import _facts_from_card, derived_card_files, derived_props
+    from actionvos.card import CARD_FILE, ModelCard, card_for_checkpoint, read_card_file, write_card
+    from actionvos.model.config import get_preset
+
+    base = card_for_checkpoint(get_preset("demo_small"), "0123456789abcdef", weights_note="demo weights")
+    card = base.with_artifact(precision="fp32", msda="onnx", window=2,
+                              input=dataclasses.replace(base.input, size=(96, 160)),
+                              thresholds=dataclasses.replace(base.thresholds, pos_cls_thres=0.62))
+    src = tmp_path / "fp32"
+    (src / "tokenizer").mkdir(parents=True)
+    (src / "tokenizer" / "vocab.json").write_text("{}")
+    facts = _facts_from_card(card, {"card": card.to_dict()}, src / "text_encoder.onnx", src / "segmenter.onnx")
+    assert (facts["frames"], facts["height"], facts["width"]) == (2, 96, 160)
+    assert facts["pos_thres"] == 0.62 and facts["precision"] == "fp32" and facts["msda"] == "onnx"
+    assert facts["hidden_dim"] == card.config.hidden_dim and facts["checkpoint_sha256"] == "0123456789abcdef"
+    assert facts["tokenizer"] == str(src / "tokenizer") and facts["weights_note"] == "demo weights"
+
+    props = derived_props({**card.onnx_props(), "actionvos.role": "segmenter"}, "int8", {"method": "minmax"})
+    d = ModelCard.from_dict(json.loads(props["actionvos.card"]))
+    assert d.precision.value == "int8" and d.thresholds.pos_cls_thres == 0.62 and d.window == 2
+    assert json.loads(props["actionvos.calibration"]) == {"method": "minmax"} and "actionvos.precision" not in props
+
+    write_card(src, card)
+    out = tmp_path / "int8"
+    out.mkdir()
+    assert derived_card_files(src, out, "int8") == [CARD_FILE, "tokenizer/"]
+    assert read_card_file(out).precision.value == "int8" and (out / "tokenizer" / "vocab.json").is_file()
