@@ -21,12 +21,15 @@ log = logging.getLogger(__name__)
 
 def export(
     checkpoint: Path = typer.Argument(..., help="ActionVOS checkpoint (.pth with a 'model' state dict)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Directory to create (text_encoder.onnx, segmenter.onnx, "
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to create (text_encoder, segmenter, frame_encoder, "
+                                                             "window_decoder .onnx, card.json, tokenizer/, "
                                                              "export_manifest.json[, *.engine])."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Model preset; inferred from the checkpoint when omitted."),
     height: int = typer.Option(360, "--height", help="Static input height in pixels (frames are resized to it)."),
     width: int = typer.Option(640, "--width", help="Static input width in pixels."),
-    frames: int = typer.Option(1, "--frames", help="Static clip length T (1..36)."),
+    frames: int = typer.Option(1, "--frames", help="The segmenter's static clip length T and the window decoder's "
+                                                   "optimal T (1..the model's max clip length, 36); the window "
+                                                   "decoder takes any T from 1 to that maximum."),
     max_prompts: int = typer.Option(8, "--max-prompts", help="Most prompts per call (TensorRT profile max of P)."),
     max_tokens: int = typer.Option(64, "--max-tokens", help="Most tokens per prompt (TensorRT profile max of L)."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (14..20; >= 16 with --msda onnx)."),
@@ -35,11 +38,14 @@ def export(
     fp16: bool = typer.Option(False, "--fp16", help="FP16 graphs (maintained converter; MSDA, softmax, LayerNorm, positive head and box refinement kept FP32)."),
     simplify: bool = typer.Option(False, "--simplify", help="Run onnx-simplifier on each graph (needs onnxsim)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output directory."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer directory or hub id to record in the metadata."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Folder with roberta-base's vocab.json and merges.txt "
+                                                                       "(needed for an official checkpoint; ours carry theirs). "
+                                                                       "Copied into the export folder."),
     plugin_library: Optional[str] = typer.Option(None, "--plugin-library", help="MSDA TensorRT plugin .so (engine builds)."),
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="TensorRT timing-cache file to reuse."),
 ) -> None:
-    """Export a checkpoint to text_encoder.onnx + segmenter.onnx (optionally TensorRT engines)."""
+    """Export a checkpoint to a self-contained folder of ONNX graphs with its model card and tokenizer (optionally
+    TensorRT engines)."""
     from actionvos.export.exporter import export_model
 
     result = export_model(
@@ -47,9 +53,7 @@ def export(
         max_tokens=max_tokens, opset=opset, msda=msda, fmt=fmt, fp16=fp16, simplify=simplify, force=force,
         tokenizer=tokenizer, plugin_library=plugin_library, timing_cache=timing_cache,
     )
-    total = sum(result.timings.values())
-    files = ", ".join(sorted(p.name for p in result.output.iterdir()))
-    typer.echo(f"exported to {result.output} in {total:.1f} s: {files}")
+    typer.echo(result.summary())
 
 
 def register(app: typer.Typer) -> None:

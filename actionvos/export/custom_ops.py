@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actionvos.export.spec import CUSTOM_OPSET_VERSION
 from actionvos.export.trt_plugin import ONNX_DOMAIN, PLUGIN_NAME, PLUGIN_VERSION
 
 __all__ = [
@@ -119,7 +120,7 @@ def _infer_shape(ctx) -> None:
 
 
 def register_onnx_schema() -> None:
-    """Register ``trt.plugins::ActionVOS_MSDeformAttn`` (version 1) with onnx, so that ``onnx.checker`` validates
+    """Register ``trt.plugins::ActionVOS_MSDeformAttn`` (domain opset :data:`~actionvos.export.spec.CUSTOM_OPSET_VERSION`) with onnx, so that ``onnx.checker`` validates
     the node (input count, attribute) and ``onnx.shape_inference`` infers its output type and shape.
 
     Idempotent and process-wide. Needs onnx >= 1.16 (``onnx.defs.register_schema``).
@@ -131,14 +132,14 @@ def register_onnx_schema() -> None:
         import onnx.defs as defs
 
         try:
-            defs.get_schema(PLUGIN_NAME, 1, ONNX_DOMAIN)
+            defs.get_schema(PLUGIN_NAME, CUSTOM_OPSET_VERSION, ONNX_DOMAIN)
             _schema_registered = True
             return
         except defs.SchemaError:
             pass
         FP = defs.OpSchema.FormalParameter
         schema = defs.OpSchema(
-            PLUGIN_NAME, ONNX_DOMAIN, 1,
+            PLUGIN_NAME, ONNX_DOMAIN, CUSTOM_OPSET_VERSION,
             "Multi-scale deformable attention sampling (ActionVOS TensorRT plugin); output [N, Lq, M*D].",
             inputs=[FP("value", "T"), FP("spatial_shapes", "tensor(int64)"), FP("level_start_index", "tensor(int64)"),
                     FP("sampling_locations", "T"), FP("attention_weights", "T")],

@@ -2,7 +2,7 @@
 dummy inputs for tracing, TensorRT optimisation profiles and parity tolerances.
 
 The spec is the single source of truth that drives ``torch.onnx.export`` (:mod:`actionvos.export.exporter`),
-the TensorRT profiles (:mod:`actionvos.export.tensorrt_engine`), the parity tests (``tests/export``) and the
+the TensorRT profiles (:func:`actionvos.trt_api.build_engine`), the parity tests (``tests/export``) and the
 runtime's input checks. It is embedded as JSON in every exported graph's ``metadata_props`` (key
 ``actionvos.spec``) and can be rebuilt with :meth:`ExportSpec.from_dict`.
 
@@ -15,7 +15,17 @@ Graph I/O (decided with the runtime; spec sections 3.1, 3.3, 3.6, 3.8):
 * ``segmenter``: ``frames [T, 3, H, W]`` uint8 RGB (normalisation inside the graph), ``text_word``, ``text_mask``,
   ``text_sentence`` → ``pred_logits [P, T, Q, 1]``, ``pred_boxes [P, T, Q, 4]`` (cxcywh in [0, 1]),
   ``pred_masks [P, T, Q, ceil(H/4), ceil(W/4)]`` (mask logits at stride 4), ``pred_positives [P, 1]`` (logit).
-  T, H, W are static; P (and L) dynamic.
+  T (``--frames``), H, W are static; P (and L) dynamic.
+* ``frame_encoder``: ``frames [1, 3, H, W]`` uint8 RGB → the per-frame features :data:`FEATURE_NAMES`:
+  ``res2 [1, C2, ceil(H/4), ceil(W/4)]`` (ResNet stride 4, C2 = 256 released) and ``proj0..proj3 [1, d, h_l, w_l]``
+  (``input_proj`` at strides 8, 16, 32, 64). All static.
+* ``window_decoder``: the frame encoder's features of T frames concatenated on axis 0 (``res2 [T, C2, ...]``,
+  ``proj0..proj3 [T, d, ...]``) + ``text_word``, ``text_mask``, ``text_sentence`` → the segmenter's four outputs.
+  **T is dynamic** (profile 1 / ``--frames`` / the card's ``max_clip_frames``, 36 released), so one graph decodes
+  the official rule's clips of at most 36 frames (the last one shorter, spec 3.9) and causal windows of any T.
+
+File names (:data:`GRAPH_FILES`) and tensor names (:data:`FEATURE_NAMES`, :data:`TEXT_FEATURE_NAMES`,
+:data:`DECODER_OUTPUTS`) are defined here and imported everywhere else.
 """
 
 from __future__ import annotations
@@ -32,7 +42,14 @@ from actionvos.export.trt_plugin import ONNX_DOMAIN, PLUGIN_NAME, PLUGIN_VERSION
 __all__ = [
     "TEXT_ENCODER",
     "SEGMENTER",
+    "FRAME_ENCODER",
+    "WINDOW_DECODER",
     "GRAPH_ROLES",
+    "GRAPH_FILES",
+    "FEATURE_NAMES",
+    "TEXT_FEATURE_NAMES",
+    "DECODER_OUTPUTS",
+    "CUSTOM_OPSET_VERSION",
     "MSDA_MODES",
     "DEFAULT_OPSET",
     "MIN_OPSET",
@@ -46,12 +63,28 @@ __all__ = [
     "min_input_side",
     "text_encoder_spec",
     "segmenter_spec",
+    "frame_encoder_spec",
+    "window_decoder_spec",
     "build_specs",
 ]
 
 TEXT_ENCODER = "text_encoder"
 SEGMENTER = "segmenter"
-GRAPH_ROLES = (TEXT_ENCODER, SEGMENTER)
+FRAME_ENCODER = "frame_encoder"
+WINDOW_DECODER = "window_decoder"
+#: Every graph of an export folder, in export order.
+GRAPH_ROLES = (TEXT_ENCODER, SEGMENTER, FRAME_ENCODER, WINDOW_DECODER)
+#: File name of each graph inside an export folder (``{role}.onnx``; engines are ``{role}.engine``).
+GRAPH_FILES = {role: f"{role}.onnx" for role in GRAPH_ROLES}
+#: Per-frame feature tensors from the frame encoder to the window decoder, in graph order.
+FEATURE_NAMES = ("res2", "proj0", "proj1", "proj2", "proj3")
+#: Outputs of the text encoder = text inputs of the segmenter and the window decoder, in graph order.
+TEXT_FEATURE_NAMES = ("text_word", "text_mask", "text_sentence")
+#: Outputs of the segmenter and the window decoder, in graph order.
+DECODER_OUTPUTS = ("pred_logits", "pred_boxes", "pred_masks", "pred_positives")
+#: Opset version of the custom domain (:data:`~actionvos.export.trt_plugin.ONNX_DOMAIN`) in graphs and in the
+#: op's ONNX schema (distinct from the op's ``plugin_version`` attribute).
+CUSTOM_OPSET_VERSION = 1
 #: ``plugin``: one ``trt.plugins::ActionVOS_MSDeformAttn`` node per MSDA layer (TensorRT);
 #: ``onnx``: MSDA decomposed into standard ops (GridSample, opset >= 16), runs in any ONNX runtime.
 MSDA_MODES = ("plugin", "onnx")
@@ -127,20 +160,20 @@ class ExportSpec:
     """Everything about one exported graph (optimum ``OnnxConfig`` style).
 
     Attributes:
-        role: ``text_encoder`` or ``segmenter`` (also the file stem: ``{role}.onnx``).
+        role: one of :data:`GRAPH_ROLES` (also the file stem: ``{role}.onnx``).
         inputs, outputs: :class:`TensorSpec` in graph order.
-        dims: profile range per named dynamic axis (``P`` prompts, ``L`` tokens).
+        dims: profile range per named dynamic axis (``P`` prompts, ``L`` tokens, ``T`` frames of the window decoder).
         trace_dims: sizes of the named axes in the dummy inputs used for tracing. ``P`` must be >= 2: the
             TorchScript tracer records Python branches (``reps == 1`` in ``ActionVOS.decode``), and a P = 1
             trace would bake P = 1 into the graph. ``L`` is traced with padding in the last prompt so the
-            attention-mask path is recorded.
+            attention-mask path is recorded. ``T`` (window decoder) is traced at 2 for the same reason.
         opset: default-domain ONNX opset.
         custom_domain, custom_op, custom_version: the MSDA custom op (``trt.plugins`` /
             ``ActionVOS_MSDeformAttn`` / attribute ``plugin_version``), used by graphs exported with
             ``--msda plugin``.
         tolerances: ``precision -> output name -> Tolerance`` (``fp32``: ONNX Runtime / TensorRT FP32 vs PyTorch
             FP32 on CPU; ``fp16``: provisional, for the calibration issue).
-        static: static sizes of the graph (``T``, ``H``, ``W``), for metadata.
+        static: static sizes of the graph (``T``, ``H``, ``W``; no ``T`` when T is dynamic), for metadata.
         has_msda: the graph contains MSDA layers (custom-op nodes when exported with ``--msda plugin``).
     """
 
@@ -160,8 +193,8 @@ class ExportSpec:
     # ------------------------------------------------------------------ names and shapes
     @property
     def filename(self) -> str:
-        """``{role}.onnx``."""
-        return f"{self.role}.onnx"
+        """``{role}.onnx`` (:data:`GRAPH_FILES`)."""
+        return GRAPH_FILES[self.role]
 
     @property
     def input_names(self) -> list[str]:
@@ -342,6 +375,13 @@ _SEG_TOL = {
 }
 
 
+# frame encoder: ResNet + input_proj only; measured |diff| ~1e-5 on features of magnitude ~10 (demo model, 96x128).
+_FRAME_TOL = {
+    "fp32": {n: Tolerance(1e-4, 1e-4) for n in FEATURE_NAMES},
+    "fp16": {n: Tolerance(5e-2, 5e-2) for n in FEATURE_NAMES},
+}
+
+
 def _prompt_range(max_prompts: int, opt_prompts: int | None) -> DimRange:
     opt = min(2, max_prompts) if opt_prompts is None else opt_prompts
     return DimRange(1, opt, max_prompts)
@@ -402,16 +442,9 @@ def segmenter_spec(*, frames: int, height: int, width: int, max_prompts: int = 8
         inputs=(
             TensorSpec("frames", "uint8", (frames, 3, height, width),
                        "RGB frames resized to the export size, 0..255; /255 and ImageNet mean/std are in the graph"),
-            TensorSpec("text_word", "float32", ("P", "L", d), "text_encoder output"),
-            TensorSpec("text_mask", "bool", ("P", "L"), "text_encoder output, True on padding"),
-            TensorSpec("text_sentence", "float32", ("P", d), "text_encoder output"),
+            *_text_inputs(d),
         ),
-        outputs=(
-            TensorSpec("pred_logits", "float32", ("P", frames, Q, 1), "query class logits"),
-            TensorSpec("pred_boxes", "float32", ("P", frames, Q, 4), "boxes, normalised cxcywh in [0, 1]"),
-            TensorSpec("pred_masks", "float32", ("P", frames, Q, h4, w4), "mask logits at stride 4"),
-            TensorSpec("pred_positives", "float32", ("P", 1), "clip-level positive-action logit"),
-        ),
+        outputs=_decoder_outputs(frames, Q, h4, w4),
         dims={"P": _prompt_range(max_prompts, opt_prompts), "L": _token_range(max_tokens)},
         trace_dims={"P": 2, "L": 8},
         opset=opset,
@@ -421,13 +454,108 @@ def segmenter_spec(*, frames: int, height: int, width: int, max_prompts: int = 8
     )
 
 
-def build_specs(*, frames: int, height: int, width: int, max_prompts: int = 8, max_tokens: int = 64,
-                opt_prompts: int | None = None, num_queries: int = 5, hidden_dim: int = 256,
-                opset: int = DEFAULT_OPSET) -> dict[str, ExportSpec]:
-    """Both specs, keyed by role (``text_encoder``, ``segmenter``), sharing the P and L ranges."""
+def _text_inputs(d: int) -> tuple[TensorSpec, ...]:
+    word, mask, sentence = TEXT_FEATURE_NAMES
+    return (TensorSpec(word, "float32", ("P", "L", d), "text_encoder output"),
+            TensorSpec(mask, "bool", ("P", "L"), "text_encoder output, True on padding"),
+            TensorSpec(sentence, "float32", ("P", d), "text_encoder output"))
+
+
+def _decoder_outputs(frames: int | str, Q: int, h4: int, w4: int) -> tuple[TensorSpec, ...]:
+    logits, boxes, masks, positives = DECODER_OUTPUTS
+    return (TensorSpec(logits, "float32", ("P", frames, Q, 1), "query class logits"),
+            TensorSpec(boxes, "float32", ("P", frames, Q, 4), "boxes, normalised cxcywh in [0, 1]"),
+            TensorSpec(masks, "float32", ("P", frames, Q, h4, w4), "mask logits at stride 4"),
+            TensorSpec(positives, "float32", ("P", 1), "clip-level positive-action logit"))
+
+
+def _feature_tensors(frames: int | str, height: int, width: int, res2_channels: int, hidden_dim: int):
+    """``res2`` at stride 4 and ``proj0..proj3`` at strides 8..64 (spec 3.2)."""
+    out = [TensorSpec(FEATURE_NAMES[0], "float32",
+                      (frames, res2_channels, feature_size(height, 4), feature_size(width, 4)),
+                      "ResNet stride-4 map (layer1 output)")]
+    for level, name in enumerate(FEATURE_NAMES[1:]):
+        s = 8 * 2 ** level
+        out.append(TensorSpec(name, "float32", (frames, hidden_dim, feature_size(height, s), feature_size(width, s)),
+                              f"input_proj level {level} (stride {s})"))
+    return tuple(out)
+
+
+def frame_encoder_spec(*, height: int, width: int, res2_channels: int = 256, hidden_dim: int = 256,
+                       opset: int = DEFAULT_OPSET) -> ExportSpec:
+    """Spec of ``frame_encoder.onnx`` (spec 3.1–3.2): one uint8 frame → its per-frame features (all static).
+
+    Args:
+        height, width: the static frame size in pixels (frames already resized, uint8 RGB).
+        res2_channels: channels of ``res2`` (4 × backbone width: 256 released, 64 for ``demo_small``).
+        hidden_dim: d of the ``input_proj`` levels (256).
+        opset: default-domain opset.
+    """
+    return ExportSpec(
+        role=FRAME_ENCODER,
+        inputs=(TensorSpec("frames", "uint8", (1, 3, height, width),
+                           "one RGB frame resized to the export size, 0..255; normalisation is in the graph"),),
+        outputs=_feature_tensors(1, height, width, res2_channels, hidden_dim),
+        dims={},
+        trace_dims={},
+        opset=opset,
+        tolerances=_FRAME_TOL,
+        static={"H": height, "W": width},
+    )
+
+
+def window_decoder_spec(*, height: int, width: int, opt_frames: int = 1, max_frames: int = 36,
+                        max_prompts: int = 8, max_tokens: int = 64, opt_prompts: int | None = None,
+                        num_queries: int = 5, res2_channels: int = 256, hidden_dim: int = 256, mask_stride: int = 4,
+                        opset: int = DEFAULT_OPSET) -> ExportSpec:
+    """Spec of ``window_decoder.onnx`` (spec 3.4–3.8): per-frame features of T frames + text → decoder outputs.
+
+    Args:
+        height, width: the frame size in pixels the features come from (static).
+        opt_frames, max_frames: TensorRT profile of the dynamic T axis: min 1, opt ``opt_frames`` (``--frames``),
+            max ``max_frames`` (the card's ``input.max_clip_frames``, 36 released: the official rule's clip length).
+        max_prompts, max_tokens, opt_prompts: profile ranges of P and L (see :func:`text_encoder_spec`).
+        num_queries: Q. res2_channels: channels of ``res2``. hidden_dim: d. mask_stride: 4.
+        opset: default-domain opset.
+    Raises:
+        ValueError: an invalid range (e.g. ``opt_frames > max_frames``).
+    """
+    h4, w4 = feature_size(height, mask_stride), feature_size(width, mask_stride)
+    return ExportSpec(
+        role=WINDOW_DECODER,
+        inputs=(*_feature_tensors("T", height, width, res2_channels, hidden_dim), *_text_inputs(hidden_dim)),
+        outputs=_decoder_outputs("T", num_queries, h4, w4),
+        dims={"P": _prompt_range(max_prompts, opt_prompts), "L": _token_range(max_tokens),
+              "T": DimRange(1, opt_frames, max_frames)},
+        trace_dims={"P": 2, "L": 8, "T": min(2, max_frames)},
+        opset=opset,
+        tolerances=_SEG_TOL,
+        static={"H": height, "W": width},
+        has_msda=True,
+    )
+
+
+def build_specs(*, frames: int, height: int, width: int, max_frames: int = 36, max_prompts: int = 8,
+                max_tokens: int = 64, opt_prompts: int | None = None, num_queries: int = 5, hidden_dim: int = 256,
+                res2_channels: int = 256, opset: int = DEFAULT_OPSET) -> dict[str, ExportSpec]:
+    """The specs of every graph of an export folder, keyed by role (:data:`GRAPH_ROLES`), sharing P and L ranges.
+
+    Args:
+        frames: ``--frames``: the segmenter's static T and the window decoder's profile opt T.
+        height, width: static frame size in pixels.
+        max_frames: the window decoder's profile max T (the card's ``input.max_clip_frames``).
+        max_prompts, max_tokens, opt_prompts, num_queries, hidden_dim, res2_channels, opset: see the per-graph
+            functions.
+    Raises:
+        ValueError: an invalid range (e.g. ``frames > max_frames``).
+    """
     common = dict(max_prompts=max_prompts, max_tokens=max_tokens, opt_prompts=opt_prompts, hidden_dim=hidden_dim,
                   opset=opset)
     return {
         TEXT_ENCODER: text_encoder_spec(**common),
         SEGMENTER: segmenter_spec(frames=frames, height=height, width=width, num_queries=num_queries, **common),
+        FRAME_ENCODER: frame_encoder_spec(height=height, width=width, res2_channels=res2_channels,
+                                          hidden_dim=hidden_dim, opset=opset),
+        WINDOW_DECODER: window_decoder_spec(height=height, width=width, opt_frames=frames, max_frames=max_frames,
+                                            num_queries=num_queries, res2_channels=res2_channels, **common),
     }

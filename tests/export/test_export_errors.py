@@ -17,6 +17,12 @@ from actionvos.export.exporter import export_model
 TINY = dict(frames=2, height=96, width=160)
 
 
+@pytest.fixture
+def TOK(tiny_tokenizer_dir):
+    """``tokenizer=`` of the tiny reference checkpoint (official style: it carries none)."""
+    return dict(tokenizer=str(tiny_tokenizer_dir))
+
+
 def _no_leftovers(parent, name):
     return [p.name for p in parent.iterdir() if p.name.startswith(f".{name}.")]
 
@@ -30,15 +36,42 @@ def test_checkpoint_of_another_architecture(tmp_path):
     assert not (tmp_path / "out").exists() and not _no_leftovers(tmp_path, "out")
 
 
-def test_checkpoint_preset_mismatch(tiny, tmp_path):
-    with pytest.raises(CheckpointError, match="does not match the model architecture"):
-        export_model(tiny.checkpoint, tmp_path / "out", preset="rf_r50_actionvos", **TINY)
+def test_checkpoint_preset_mismatch(tiny, tmp_path, TOK):
+    """--preset of another architecture: refused (the checkpoint reader checks the tokenizer against the preset's
+    vocabulary first, then the weights), nothing written."""
+    with pytest.raises((CheckpointError, ConfigError),
+                       match="does not match the model architecture|model's text encoder has 50265"):
+        export_model(tiny.checkpoint, tmp_path / "out", preset="rf_r50_actionvos", **TINY, **TOK)
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         export_model(tmp_path / "nope.pth", tmp_path / "out", **TINY)
+
+
+def test_official_checkpoint_needs_tokenizer(tiny, tmp_path, capsys):
+    """A checkpoint without an embedded tokenizer (official) and no --tokenizer: one line naming the fix, nothing
+    written."""
+    from actionvos.export.cli import main
+
+    with pytest.raises(InputError, match="carries no tokenizer.*pass --tokenizer with the folder"):
+        export_model(tiny.checkpoint, tmp_path / "out", **TINY)
+    assert not (tmp_path / "out").exists() and not _no_leftovers(tmp_path, "out")
+    with pytest.raises(SystemExit) as exc:
+        main([str(tiny.checkpoint), "--output", str(tmp_path / "out"), "--height", "96", "--width", "160"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "roberta-base's vocab.json and merges.txt" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_tokenizer_of_another_model(tiny, tmp_path):
+    """The demo tokenizer (309 tokens) is not the tiny reference model's (1000): refused before any work."""
+    from actionvos.demo import DEMO_TOKENIZER
+
+    with pytest.raises(ConfigError, match="has 309 tokens but the model's text encoder has 1000"):
+        export_model(tiny.checkpoint, tmp_path / "out", tokenizer=str(DEMO_TOKENIZER), **TINY)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("opset,msda,match", [
@@ -73,9 +106,9 @@ def test_existing_output_without_force(tiny, tmp_path):
     (dict(frames=2, height=96, width=160, max_prompts=0), "--max-prompts 0"),
     (dict(frames=2, height=96, width=160, max_tokens=600), "--max-tokens 600"),
 ])
-def test_sizes_the_model_cannot_take(tiny, tmp_path, kwargs, match):
+def test_sizes_the_model_cannot_take(tiny, tmp_path, kwargs, match, TOK):
     with pytest.raises(ConfigError, match=match):
-        export_model(tiny.checkpoint, tmp_path / "out", **kwargs)
+        export_model(tiny.checkpoint, tmp_path / "out", **kwargs, **TOK)
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -192,17 +225,22 @@ def test_actionvos_export_subcommand(tiny, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --msda onnx needs --opset >= 16")
 
 
-def test_fp16_export_runs_in_onnxruntime(tiny, tmp_path):
+def test_fp16_export_runs_in_onnxruntime(tiny, tmp_path, tiny_tokenizer_dir):
     """--fp16 writes FP16 graphs (sensitive ops FP32, I/O types unchanged) whose masks agree with PyTorch FP32."""
     import numpy as np
     import onnx
     import onnxruntime as ort
     import torch
 
-    export_model(tiny.checkpoint, tmp_path / "fp16", **TINY, msda="onnx", fp16=True)
+    from actionvos.card import read_card_file
+    from actionvos.export.metadata import read_onnx_metadata
+
+    export_model(tiny.checkpoint, tmp_path / "fp16", **TINY, msda="onnx", fp16=True, tokenizer=str(tiny_tokenizer_dir))
     seg = tmp_path / "fp16" / "segmenter.onnx"
     m = onnx.load(str(seg))
-    assert {p.key: p.value for p in m.metadata_props}["actionvos.precision"] == "fp16"
+    meta = read_onnx_metadata(seg)
+    assert meta["card"]["precision"] == "fp16" and read_card_file(tmp_path / "fp16").precision.value == "fp16"
+    assert meta["calibration"]["keep_fp32"] and "precision" not in meta
     assert np.dtype(np.float16) in {onnx.helper.tensor_dtype_to_np_dtype(t.data_type) for t in m.graph.initializer}
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     opts = ort.SessionOptions()

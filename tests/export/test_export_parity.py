@@ -20,8 +20,8 @@ import pytest
 from _export_helpers import torch_reference, torch_text
 from actionvos.export.compare import assert_outputs_close
 from actionvos.export.custom_ops import ort_session, register_onnx_schema
-from actionvos.export.metadata import read_metadata, spec_from_metadata
-from actionvos.export.spec import SEGMENTER, TEXT_ENCODER
+from actionvos.export.metadata import KEYS, read_onnx_metadata, spec_from_metadata
+from actionvos.export.spec import GRAPH_FILES, GRAPH_ROLES, SEGMENTER, TEXT_ENCODER
 from actionvos.export.trt_plugin import ONNX_DOMAIN, PLUGIN_NAME, PLUGIN_VERSION
 
 
@@ -33,7 +33,7 @@ def _text_feed(tf):
 def exported(request, tiny_onnx_export, tiny_plugin_export):
     """(mode, directory, text session, segmenter session, specs from metadata)."""
     out = tiny_onnx_export if request.param == "onnx" else tiny_plugin_export.output
-    specs = {role: spec_from_metadata(read_metadata(out / f"{role}.onnx")) for role in (TEXT_ENCODER, SEGMENTER)}
+    specs = {role: spec_from_metadata(read_onnx_metadata(out / GRAPH_FILES[role])) for role in (TEXT_ENCODER, SEGMENTER)}
     return (request.param, out, ort_session(out / "text_encoder.onnx", threads=2),
             ort_session(out / "segmenter.onnx", threads=2), specs)
 
@@ -92,30 +92,37 @@ def test_segmenter_parity_real_frames(exported, tiny, shared):
     assert_outputs_close(got, want, specs[SEGMENTER])
 
 
-def test_metadata_and_io(exported, tiny):
+def test_metadata_and_io(exported, tiny, tiny_tokenizer_dir):
+    """Every graph: the documented keys only, the card (the export's facts), its spec, I/O names and shapes."""
+    from actionvos.card import card_from_onnx, read_card_file
+    from actionvos.tokenizer import Tokenizer
+
     mode, out, _, _, specs = exported
-    for role in (TEXT_ENCODER, SEGMENTER):
-        meta = read_metadata(out / f"{role}.onnx")
-        assert meta["role"] == role and meta["msda"] == mode and meta["preset"] == "reference_tiny"
-        assert meta["config"]["name"] == "reference_tiny" and meta["config"]["enc_layers"] == 1
-        assert meta["input"]["dtype"] == "uint8" and (meta["input"]["height"], meta["input"]["width"]) == (96, 160)
-        assert meta["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
-        assert meta["thresholds"] == {"pos_cls_thres": 0.75, "mask_threshold": 0.5, "background_prob": 0.1}
-        assert "{object}" in meta["prompt_template"]
-        assert len(meta["checkpoint_sha256"]) == 16
-        assert meta["msda_op"] == {"domain": ONNX_DOMAIN, "op_type": PLUGIN_NAME, "plugin_version": PLUGIN_VERSION}
+    card = read_card_file(out)
+    assert card.msda == mode and card.config.name == "reference_tiny" and card.config.enc_layers == 1
+    assert card.input.size == (96, 160) and card.window == 2 and card.precision.value == "fp32"
+    assert card.input.mean == pytest.approx((0.485, 0.456, 0.406)) and card.input.max_clip_frames == 36
+    assert (card.thresholds.pos_cls_thres, card.thresholds.mask_threshold, card.thresholds.background_prob) == (0.75, 0.5, 0.1)
+    assert "{object}" in card.prompt_template and len(card.checkpoint_sha256) == 16
+    assert card.tokenizer_sha256 == Tokenizer.from_dir(tiny_tokenizer_dir).sha256
+    for role in GRAPH_ROLES:
+        path = out / GRAPH_FILES[role]
+        meta = read_onnx_metadata(path)
+        assert set(meta) <= set(KEYS) and meta["role"] == role and meta["format"] == "2"
+        assert card_from_onnx(meta, str(path)) == card
         assert "torch" in meta["exporter"]
-        spec = specs[role]
-        model = onnx.load(str(out / f"{role}.onnx"), load_external_data=False)
+        spec = spec_from_metadata(meta)
+        assert (spec.custom_domain, spec.custom_op, spec.custom_version) == (ONNX_DOMAIN, PLUGIN_NAME, PLUGIN_VERSION)
+        model = onnx.load(str(path), load_external_data=False)
         assert [i.name for i in model.graph.input] == spec.input_names
         assert [o.name for o in model.graph.output] == spec.output_names
         for vi in list(model.graph.input) + list(model.graph.output):
             dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
             assert tuple(dims) == spec.tensor(vi.name).shape, vi.name
     manifest = json.loads((out / "export_manifest.json").read_text())
-    assert set(manifest["files"]) == {TEXT_ENCODER, SEGMENTER}
-    if mode == "onnx":
-        assert read_metadata(out / "text_encoder.onnx")["tokenizer"] == "roberta-base"
+    assert set(manifest["files"]) == set(GRAPH_ROLES)
+    assert manifest["card"] == "card.json" and manifest["tokenizer"] == "tokenizer"
+    assert manifest["options"]["msda"] == mode
 
 
 def test_graph_structure(exported, tiny):
@@ -163,7 +170,7 @@ def test_simplified_export_parity(tiny, tmp_path, mode):
     res = export_model(None, tmp_path / "sim", model=tiny.model, msda=mode, simplify=True, frames=2, height=96,
                        width=160)
     spec = res.specs[SEGMENTER]
-    assert read_metadata(res.onnx[SEGMENTER])["msda"] == mode
+    assert read_onnx_metadata(res.onnx[SEGMENTER])["card"]["msda"] == mode
     tf = torch_text(tiny.model, tiny.inputs["input_ids"], tiny.inputs["attention_mask"]).select([1, 0, 1])
     got = dict(zip(spec.output_names, ort_session(res.onnx[SEGMENTER]).run(None, {"frames": tiny.frames_tchw,
                                                                                   **_text_feed(tf)})))

@@ -42,7 +42,7 @@ import numpy as np
 
 from actionvos.errors import ConfigError, InputError
 from actionvos.runtime.backends.base import Backend, BackendInfo, StepOutputs
-from actionvos.runtime.onnx_metadata import read_onnx_metadata
+from actionvos.export.metadata import read_onnx_metadata
 from actionvos.runtime.prompt_cache import TextArrays
 
 __all__ = ["OrtBackend", "provider_chain", "plugin_graph_refusal", "graph_msda", "TEXT_GRAPH", "SEGMENTER_GRAPH"]
@@ -166,7 +166,9 @@ class OrtBackend(Backend):
     def __init__(self, onnx_dir: str | os.PathLike, provider: str = "auto", threads: int | None = None, device_id: int = 0,
                  cache_dir: str | os.PathLike | None = None, plugin_library: str | None = None, cuda_graph: bool = False,
                  window: int | None = None):
-        from actionvos.runtime.window_export import FRAME_ENCODER, WINDOW_DECODER
+        from actionvos.export.spec import FRAME_ENCODER, GRAPH_FILES, WINDOW_DECODER
+
+        FRAME_ENCODER, WINDOW_DECODER = GRAPH_FILES[FRAME_ENCODER], GRAPH_FILES[WINDOW_DECODER]
 
         ort = _import_ort()
         self.ort = ort
@@ -280,7 +282,7 @@ class OrtBackend(Backend):
                                     provider_options=[opt for _, opt in chain]), m
 
     def _check_io(self) -> None:
-        from actionvos.runtime.window_export import FEATURE_NAMES
+        from actionvos.export.spec import FEATURE_NAMES
 
         text_in = ["text_word", "text_mask", "text_sentence"]
         want = {"text_encoder": (["input_ids", "attention_mask"], text_in),
