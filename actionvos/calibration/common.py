@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -170,12 +171,18 @@ def check_out_dir(out: Path, force: bool, sources: list[Path] = ()) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``out`` (old content removed), on error it is
-    deleted and ``out`` stays as it was. The directory gets normal permissions (``0o777 & ~umask``; ``mkdtemp``
-    creates it 0700, which other users, e.g. a server in a container, could not read)."""
+    """Yield a temporary sibling directory ``.{name}.tmp-{pid}-XXXX``; on success it replaces ``out`` (old content
+    removed), on error it is deleted and ``out`` stays as it was.
+
+    The directory gets normal permissions (``0o777 & ~umask``; ``mkdtemp`` creates it 0700, which other users, e.g.
+    a server in a container, could not read). Temporary siblings left by a process that was killed (SIGKILL, out of
+    memory: no cleanup ran) are removed first; their process id is in the name and no longer runs.
+    """
     out = Path(out)
-    out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(parent, out.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
     try:
         yield tmp
         umask = os.umask(0)
@@ -185,6 +192,21 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_temps(parent: Path, name: str) -> None:
+    """Delete ``.{name}.tmp-{pid}-*`` folders in ``parent`` whose process ``pid`` is gone."""
+    prefix = f".{name}.tmp-"
+    for p in parent.glob(glob_escape(prefix) + "*"):
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or not p.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (PermissionError, OSError):  # another user's live process, or not ours to judge
+            continue
 
 
 def write_precision_metadata(model, precision: str, record: dict[str, Any], source_props: dict[str, str]) -> None:

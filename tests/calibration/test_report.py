@@ -219,3 +219,20 @@ def test_model_facts_from_a_model_card(tmp_path):
     out.mkdir()
     assert derived_card_files(src, out, "int8") == [CARD_FILE, "tokenizer/"]
     assert read_card_file(out).precision.value == "int8" and (out / "tokenizer" / "vocab.json").is_file()
+
+
+def test_temp_folder_of_a_killed_run_is_removed(tmp_path):
+    """A calibration killed by SIGKILL (e.g. out of memory) leaves its temporary folder; the next run removes it."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / f".out.tmp-{pid}-abc123"
+    (stale / "segmenter.onnx").parent.mkdir()
+    (stale / "segmenter.onnx").write_bytes(b"half written")
+    live = tmp_path / f".out.tmp-{os.getpid()}-zzz"  # a running process: left alone
+    live.mkdir()
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "x").write_text("x")
+    assert not stale.exists() and live.exists() and (tmp_path / "out" / "x").is_file()
