@@ -90,9 +90,8 @@ def read_graph_metadata(path: Path, flag: str = "--onnx") -> dict[str, Any]:
     """
     from actionvos.export import metadata as md
 
-    reader = getattr(md, "read_onnx_metadata", None) or md.read_metadata
     try:
-        meta = reader(path)
+        meta = md.read_onnx_metadata(path)
     except InputError as err:
         raise InputError(f"{flag}: {err}") from None
     except ValueError as err:

@@ -34,7 +34,7 @@ from typing import Any
 from actionvos.errors import InputError
 
 __all__ = ["PREFIX", "FORMAT_VERSION", "KEYS", "JSON_KEYS", "CALIBRATION_KEY", "encode_metadata", "decode_metadata",
-           "read_onnx_metadata", "spec_from_metadata"]
+           "read_onnx_props", "read_onnx_metadata", "spec_from_metadata"]
 
 PREFIX = "actionvos."
 FORMAT_VERSION = "2"
@@ -115,6 +115,22 @@ def _metadata_props(buf: bytes) -> dict[str, str]:
     return props
 
 
+def read_onnx_props(path: str | os.PathLike) -> dict[str, str]:
+    """Every ``metadata_props`` entry of an ``.onnx`` file as stored (``{"actionvos.card": "{...}", ...}``, other
+    prefixes included): the raw view of :func:`read_onnx_metadata`, for tools that copy metadata onto a derived graph.
+
+    Raises:
+        InputError: the file does not exist or is not a readable ONNX model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; pass the folder written by `actionvos export`")
+    try:
+        return _metadata_props(path.read_bytes())
+    except (IndexError, ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{path} is not a readable ONNX model ({err}); re-export it with `actionvos export`") from None
+
+
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The decoded ``actionvos.*`` metadata of an ``.onnx`` file (:func:`decode_metadata`): ``{"role": str,
     "card": dict, "spec": dict, ...}``. The one ONNX metadata reader of the project.
@@ -125,13 +141,10 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
         InputError: the file does not exist, is not a readable ONNX model, or carries no ActionVOS metadata (not
             written by ``actionvos export``); the message says to re-export.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist; pass the folder written by `actionvos export`")
+    props = read_onnx_props(path)
     try:
-        props = _metadata_props(path.read_bytes())
         meta = decode_metadata(props)
-    except (IndexError, ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+    except ValueError as err:  # json.JSONDecodeError
         raise InputError(f"{path} is not a readable ONNX model ({err}); re-export it with `actionvos export`") from None
     if "role" not in meta:
         raise InputError(f"{path} carries no ActionVOS metadata; export it with `actionvos export`")

@@ -17,7 +17,7 @@ from _export_helpers import torch_reference, torch_text
 from actionvos.errors import InputError
 from actionvos.export.compare import assert_outputs_close
 from actionvos.export.custom_ops import ort_session
-from actionvos.export.metadata import decode_metadata, read_onnx_metadata, spec_from_metadata
+from actionvos.export.metadata import decode_metadata, read_onnx_metadata, read_onnx_props, spec_from_metadata
 from actionvos.export.spec import (DECODER_OUTPUTS, FEATURE_NAMES, FRAME_ENCODER, GRAPH_FILES, GRAPH_ROLES, SEGMENTER,
                                    TEXT_FEATURE_NAMES, WINDOW_DECODER)
 
@@ -180,6 +180,7 @@ def test_one_metadata_reader(demo_export, tmp_path):
     for role in GRAPH_ROLES:
         path = demo_export.output / GRAPH_FILES[role]
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        assert read_onnx_props(path) == props
         assert read_onnx_metadata(path) == decode_metadata(props)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\xff\xff\xff\xff\x0f")
