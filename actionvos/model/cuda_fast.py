@@ -138,7 +138,12 @@ def _fp32_forward(forward: Callable) -> Callable:
 
 
 def _fp32_core(core: Callable) -> Callable:
+    from actionvos.model.msda import ms_deform_attn_core, starts_from_shapes
+
     def run(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+        if (core is ms_deform_attn_core and isinstance(level_start_index, torch.Tensor)
+                and level_start_index.device.type != "cpu" and not isinstance(spatial_shapes, torch.Tensor)):
+            level_start_index = starts_from_shapes(spatial_shapes)  # the oracle would read it back (a sync)
         with torch.autocast(device_type=value.device.type, enabled=False):
             return core(value.float(), spatial_shapes, level_start_index, sampling_locations.float(),
                         attention_weights.float())
