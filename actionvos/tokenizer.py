@@ -45,6 +45,8 @@ SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 TOKENIZER_DIR = "tokenizer"
 #: The files a tokenizer is stored as (what roberta-base ships for its slow/fast BPE tokenizer).
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
+#: Presets whose text encoder is roberta-base's (vocabulary of exactly 50265 tokens).
+RELEASED_PRESETS = ("rf_r101_actionvos", "rf_r50_actionvos")
 #: Seconds to wait for the hub when the user names a hub id.
 HUB_TIMEOUT_S = 10
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -195,7 +197,8 @@ class Tokenizer:
         """Check that this tokenizer can belong to the model of ``card``; return self.
 
         * the card names a tokenizer (our artifacts): the SHA-256 must match;
-        * otherwise (an official checkpoint): the vocabulary size must equal the model's;
+        * otherwise (an official checkpoint): the vocabulary size must equal the model's for the released architectures
+          (:data:`RELEASED_PRESETS`), and not exceed it for the others;
         * always: ``<s>``, ``<pad>``, ``</s>``, ``<unk>`` at ids 0..3, and distinct prompts give distinct ids.
 
         Raises:
@@ -204,7 +207,10 @@ class Tokenizer:
         if card.tokenizer_sha256 is not None and card.tokenizer_sha256 != self.sha256:
             raise ConfigError(f"the tokenizer {self.source} (sha256 {self.sha256}) is not the one this model was trained "
                               f"with (sha256 {card.tokenizer_sha256}); drop --tokenizer to use the model's own")
-        if card.tokenizer_sha256 is None and self.vocab_size != card.vocab_size:
+        # The released architectures embed roberta-base's 50265 tokens: their tokenizer must have exactly that many
+        # (a placeholder or another vocabulary would encode silently wrong); smaller presets only need the ids to fit.
+        exact = card.config.name in RELEASED_PRESETS
+        if card.tokenizer_sha256 is None and (self.vocab_size != card.vocab_size if exact else self.vocab_size > card.vocab_size):
             raise ConfigError(f"the tokenizer {self.source} has {self.vocab_size} tokens but the model's text encoder has "
                               f"{card.vocab_size}; pass roberta-base's vocab.json and merges.txt with --tokenizer")
         wrong = [f"{t}={self._vocab.get(t)}" for i, t in enumerate(SPECIAL_TOKENS[:4]) if self._vocab.get(t) != i]

@@ -134,10 +134,57 @@ def test_checkpoint_cards_and_tokenizers(tmp_path):
     bare = make_tiny_checkpoint(tmp_path / "bare.pth", short_side=64)
     with pytest.raises(InputError, match="--tokenizer"):
         read_checkpoint_artifact(bare)
-    with pytest.raises(ConfigError, match="tokens but the model"):  # demo tokenizer: 309 tokens, model: 1000
+    assert read_checkpoint_artifact(bare, tokenizer=tok_dir).card.tokenizer_sha256 is None
+    with pytest.raises(ConfigError, match="not the one this model was trained with"):
         from actionvos.demo import DEMO_TOKENIZER
 
-        read_checkpoint_artifact(bare, tokenizer=DEMO_TOKENIZER)
+        read_checkpoint_artifact(ours, tokenizer=DEMO_TOKENIZER)
+
+
+def test_tokenizer_checks_against_the_model(tmp_path):
+    """Issue 11 item 1: a tokenizer that cannot be the model's is refused (vocabulary size of the released
+    architectures, special-token ids, a placeholder vocabulary), and a path-like name never goes to the hub."""
+    import json
+
+    from actionvos.card import card_for_checkpoint
+    from actionvos.model.config import get_preset
+    from actionvos.tokenizer import Tokenizer, load_tokenizer, looks_like_hub_id
+
+    tok = Tokenizer.from_dir(train_tiny_tokenizer(tmp_path / "tok"))
+    with pytest.raises(ConfigError, match="tokens but the model's text encoder has 50265"):
+        tok.check_model(card_for_checkpoint(get_preset("rf_r50_actionvos"), "x"))
+    tok.check_model(card_for_checkpoint(get_preset("reference_tiny"), "x"))  # fits a smaller preset
+    placeholder = tmp_path / "placeholder"
+    placeholder.mkdir()
+    (placeholder / "vocab.json").write_text(json.dumps({"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}))
+    (placeholder / "merges.txt").write_text("#version: 0.2\n")
+    with pytest.raises(ConfigError, match="encodes different prompts identically"):
+        Tokenizer.from_dir(placeholder).check_model(card_for_checkpoint(get_preset("reference_tiny"), "x"))
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    vocab = json.loads(tok.files["vocab.json"])
+    vocab["<s>"], vocab["<pad>"] = vocab["<pad>"], vocab["<s>"]
+    (swapped / "vocab.json").write_text(json.dumps(vocab))
+    (swapped / "merges.txt").write_text(tok.files["merges.txt"])
+    with pytest.raises(ConfigError, match="special tokens at the wrong ids"):
+        Tokenizer.from_dir(swapped).check_model(card_for_checkpoint(get_preset("reference_tiny"), "x"))
+    assert not looks_like_hub_id("./tok_nope") and not looks_like_hub_id("models/tok/") and not looks_like_hub_id("/abs/tok")
+    assert looks_like_hub_id("roberta-base") and looks_like_hub_id("FacebookAI/roberta-base")
+    with pytest.raises(InputError, match="does not exist"):
+        load_tokenizer(tmp_path / "tok_nope")  # path-like: never the hub
+
+
+def test_hub_id_fails_fast_offline(monkeypatch):
+    """A name that looks like a hub id is tried on the hub only, and fails in seconds with one line when offline."""
+    import time
+
+    from actionvos.tokenizer import load_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match="could not be fetched from the hub"):
+        load_tokenizer("tok_nope")
+    assert time.perf_counter() - t0 < 30
 
 
 def test_readme_python_api_snippet_runs():

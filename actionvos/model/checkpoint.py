@@ -35,6 +35,7 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "file_sha256",
+    "weights_sha256",
     "blocked_global",
 ]
 
@@ -78,6 +79,21 @@ def blocked_global(message: str) -> str | None:
     if "weightsunpickler error" in message.lower() and "global" in message.lower():
         return "a non-allowlisted Python object"
     return None
+
+
+def weights_sha256(state: dict[str, torch.Tensor], length: int = 16) -> str:
+    """First ``length`` hex digits of a SHA-256 over a state dict's keys and tensor bytes (sorted by key).
+
+    The identity of the weights a model card names (``checkpoint_sha256``): unlike the file's hash it does not change
+    when a checkpoint is re-saved with other entries (a card, a tokenizer, optimizer state).
+    """
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode("utf-8"))
+        t = state[k].detach().cpu().contiguous()
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:length]
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

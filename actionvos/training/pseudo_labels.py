@@ -145,15 +145,16 @@ def _dense_names(dense_root: Path, split: str, video: str, sparse: set[str]) -> 
 
 
 @torch.no_grad()
-def label_dense_frames(teacher, tokenizer, cfg, data_root: str | Path, dense_root: str | Path, split: str,
+def label_dense_frames(teacher, tokenizer, card, data_root: str | Path, dense_root: str | Path, split: str,
                        out: str | Path, thresholds: PseudoLabelConfig = PseudoLabelConfig(),
                        device: str = "cpu", short_side: int | None = None, progress: bool = False) -> dict:
     """Label the dense frames of every training sequence with ``teacher`` and write the refined code PNGs.
 
     Args:
         teacher: an ActionVOS model (eval mode is set here) on ``device``.
-        tokenizer: the teacher's tokenizer. cfg: the teacher's :class:`~actionvos.model.config.ModelConfig`
-            (``max_clip_frames`` frames per clip, ``short_side`` unless ``short_side`` is given).
+        tokenizer: the teacher's :class:`~actionvos.tokenizer.Tokenizer`. card: the teacher's
+            :class:`~actionvos.card.ModelCard` (``input.max_clip_frames`` frames per clip, ``input.short_side`` unless
+            ``short_side`` is given).
         data_root: dataset root with ``ImageSets/{split}_meta_expressions_promptaction.json`` (spec §5.2).
         dense_root: ``{dense_root}/{split}/{sequence}/{frame}.jpg`` (see the module docstring).
         out: output root of the code PNGs.
@@ -165,26 +166,24 @@ def label_dense_frames(teacher, tokenizer, cfg, data_root: str | Path, dense_roo
     """
     from tqdm import tqdm
 
-    from actionvos.inference.offline import tokenize_prompts
-    from actionvos.inference.prompts import Prompt
     from actionvos.model.postprocess import clip_predictions, preprocess_frames
 
     data_root, dense_root, out = Path(data_root), Path(dense_root), Path(out)
     videos = _load_meta(data_root, split)
     teacher.eval()
     stats = {"sequences": 0, "frames": 0, "pixels_object": 0, "pixels_background": 0, "pixels_uncertain": 0}
-    side = short_side or cfg.short_side
+    side = short_side or card.input.short_side
+    clip_len = card.input.max_clip_frames
     for video, vd in tqdm(videos.items(), desc="pseudo-labels", disable=not progress, leave=False):
         names = _dense_names(dense_root, split, video, set(vd["frames"]))
         if not names:
             continue
         exps = list(vd["expressions"].values())
-        ids, mask = tokenize_prompts(tokenizer, [Prompt(name=str(e["obj_id"]), text=" ".join(e["exp"].lower().split()))
-                                                 for e in exps], cfg)
-        text = teacher.encode_text(ids.to(device), mask.to(device))
+        ids, mask = tokenizer.encode_for([" ".join(e["exp"].lower().split()) for e in exps], card)
+        text = teacher.encode_text(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
         stats["sequences"] += 1
-        for c0 in range(0, len(names), cfg.max_clip_frames):
-            chunk = names[c0:c0 + cfg.max_clip_frames]
+        for c0 in range(0, len(names), clip_len):
+            chunk = names[c0:c0 + clip_len]
             frames = np.stack([read_image(dense_root / split / video / f"{n}.jpg") for n in chunk])
             x = preprocess_frames(frames, short_side=side).to(device)
             outputs = teacher.decode(teacher.encode_frames(x), text)

@@ -267,13 +267,6 @@ class _JsonlLog:
             self.f.close()
 
 
-def _check_tokens(ids: torch.Tensor, vocab: int, where: str) -> None:
-    top = int(ids.max()) if ids.numel() else 0
-    if top >= vocab:
-        raise ConfigError(f"the tokenizer produced id {top} for {where!r} but the model's text vocabulary has {vocab} "
-                          "entries; pass the tokenizer that belongs to the model with --tokenizer")
-
-
 def _build_datasets(cfg: TrainConfig, info: DistInfo, tokenizer) -> list:
     from .dataset import ActionVOSDataset
     from .transforms import make_train_transforms
@@ -283,14 +276,15 @@ def _build_datasets(cfg: TrainConfig, info: DistInfo, tokenizer) -> list:
                           seed=cfg.seed)
     parts = [ds]
     if cfg.teacher:
-        from actionvos.model.checkpoint import load_model
+        from actionvos.artifacts import read_checkpoint_artifact
 
         from .pseudo_labels import PseudoLabelConfig, PseudoLabelDataset, label_dense_frames
 
         pseudo_root = Path(cfg.output) / "pseudo_labels"
         if info.is_main:
-            teacher, tcfg, _ = load_model(cfg.teacher, device=info.device)
-            stats = label_dense_frames(teacher, tokenizer, tcfg, cfg.data, cfg.dense_frames, cfg.split, pseudo_root,
+            art = read_checkpoint_artifact(cfg.teacher, tokenizer=cfg.tokenizer, device=info.device)
+            teacher = art.model
+            stats = label_dense_frames(teacher, art.tokenizer, art.card, cfg.data, cfg.dense_frames, cfg.split, pseudo_root,
                                        PseudoLabelConfig(cfg.pseudo_hi, cfg.pseudo_lo), device=info.device,
                                        progress=cfg.progress)
             log.info("teacher pseudo-labels: %s", stats)
@@ -302,16 +296,26 @@ def _build_datasets(cfg: TrainConfig, info: DistInfo, tokenizer) -> list:
     return parts
 
 
-def _save(path: Path, model, mcfg, optimizer, scheduler, epoch: int, step: int, complete: bool, cfg: TrainConfig,
-          scaler=None) -> None:
-    from actionvos.model.checkpoint import save_checkpoint
+def _save(path: Path, model, card, tokenizer, optimizer, scheduler, epoch: int, step: int, complete: bool,
+          cfg: TrainConfig, scaler=None) -> None:
+    """Write a training checkpoint: the weights with their model card and tokenizer (a self-contained artifact:
+    ``actionvos run --checkpoint`` needs no ``--tokenizer``), plus optimizer / scheduler state for ``--resume``."""
+    import dataclasses
 
-    extra = {"optimizer": optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(), "epoch": epoch,
-             "args": cfg.to_dict(), "global_step": step, "epoch_complete": complete}
+    from actionvos.artifacts import checkpoint_extras
+    from actionvos.io_utils import atomic_path
+    from actionvos.model.checkpoint import weights_sha256
+
+    state = model.state_dict()
+    card = dataclasses.replace(card, checkpoint_sha256=weights_sha256(state))
+    obj = {"model": state, **checkpoint_extras(card, tokenizer),
+           "optimizer": optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(), "epoch": epoch,
+           "args": cfg.to_dict(), "global_step": step, "epoch_complete": complete}
     if scaler is not None:
-        extra["scaler"] = scaler.state_dict()
-    extra.update(cfg.extra_checkpoint)
-    save_checkpoint(path, model, mcfg, extra)
+        obj["scaler"] = scaler.state_dict()
+    obj.update(cfg.extra_checkpoint)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -344,7 +348,8 @@ def _train(cfg: TrainConfig, info: DistInfo, t_start: float) -> TrainResult:
     from actionvos.model.builder import build_model
     from actionvos.model.checkpoint import load_state_dict_strict, read_checkpoint
     from actionvos.model.config import get_preset
-    from actionvos.model.text import load_tokenizer, tokenize
+    from actionvos.card import card_for_checkpoint
+    from actionvos.tokenizer import load_tokenizer
 
     from .dataset import collate
     from .losses import ActionVOSCriterion
@@ -359,9 +364,11 @@ def _train(cfg: TrainConfig, info: DistInfo, t_start: float) -> TrainResult:
     cuda = device.type == "cuda"
 
     tokenizer = load_tokenizer(cfg.tokenizer)
-    if len(tokenizer) > mcfg.text.vocab_size:
-        raise ConfigError(f"tokenizer {cfg.tokenizer} has {len(tokenizer)} tokens but preset {mcfg.name} has a "
+    if tokenizer.vocab_size > mcfg.text.vocab_size:
+        raise ConfigError(f"tokenizer {cfg.tokenizer} has {tokenizer.vocab_size} tokens but preset {mcfg.name} has a "
                           f"{mcfg.text.vocab_size}-token text vocabulary; use a matching tokenizer or preset")
+    # the card every checkpoint of this run carries: the released model's deployment facts (spec 3.1, 3.9, 4)
+    card = card_for_checkpoint(mcfg, "", tokenizer_sha256=tokenizer.sha256)
 
     _seed_all(cfg.seed)  # identical initial weights on every rank
     model = build_model(mcfg)
@@ -429,8 +436,7 @@ def _train(cfg: TrainConfig, info: DistInfo, t_start: float) -> TrainResult:
             for batch in bar:
                 t0 = time.perf_counter()
                 targets = _to_device(batch["targets"], device)
-                ids, am = tokenize(tokenizer, [t["caption"] for t in targets])
-                _check_tokens(ids, mcfg.text.vocab_size, targets[0]["caption"])
+                ids, am = (torch.from_numpy(a) for a in tokenizer.encode_for([t["caption"] for t in targets], card))
                 sizes = torch.stack([t["size"] for t in targets]).to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     outputs = net(batch["imgs"].to(device, non_blocking=True),
@@ -480,9 +486,9 @@ def _train(cfg: TrainConfig, info: DistInfo, t_start: float) -> TrainResult:
                 epochs_done = epoch + 1
             if info.is_main:
                 last_ckpt = output / "checkpoint.pth"
-                _save(last_ckpt, model, mcfg, optimizer, scheduler, epoch, step, complete, cfg, scaler)
+                _save(last_ckpt, model, card, tokenizer, optimizer, scheduler, epoch, step, complete, cfg, scaler)
                 if complete and (epoch + 1) % cfg.save_interval == 0:
-                    _save(output / f"checkpoint{epoch:04d}.pth", model, mcfg, optimizer, scheduler, epoch, step,
+                    _save(output / f"checkpoint{epoch:04d}.pth", model, card, tokenizer, optimizer, scheduler, epoch, step,
                           complete, cfg, scaler)
             if stop:
                 break

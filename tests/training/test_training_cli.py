@@ -86,13 +86,15 @@ def test_train_command_one_step(app, tmp_path):
 
 
 def test_demo_package_loads():
+    from actionvos.artifacts import read_checkpoint_artifact
     from actionvos.demo import DEMO_CHECKPOINT, DEMO_NOTE, DEMO_TOKENIZER
-    from actionvos.model.checkpoint import load_model
-    from actionvos.model.text import load_tokenizer, tokenize
+    from actionvos.tokenizer import Tokenizer
 
     assert DEMO_CHECKPOINT.stat().st_size < 20e6
-    model, cfg, meta = load_model(DEMO_CHECKPOINT)
-    assert cfg.name == "demo_small" and meta["demo_note"] == DEMO_NOTE and meta["training"]["steps"] > 0
-    assert all(p.dtype == torch.float32 for p in model.parameters())
-    ids, _ = tokenize(load_tokenizer(DEMO_TOKENIZER), ["right hand used in the action of move box"])
+    art = read_checkpoint_artifact(DEMO_CHECKPOINT)
+    cfg = art.card.config
+    assert cfg.name == "demo_small" and art.card.weights_note == DEMO_NOTE and art.meta["training"]["steps"] > 0
+    assert all(p.dtype == torch.float32 for p in art.model.parameters())
+    assert art.tokenizer.sha256 == Tokenizer.from_dir(DEMO_TOKENIZER).sha256 == art.card.tokenizer_sha256
+    ids, _ = art.tokenizer.encode_for(["right hand used in the action of move box"], art.card)
     assert ids[0, 0] == 0 and ids[0, -1] == 2 and int(ids.max()) < cfg.text.vocab_size

@@ -11,7 +11,6 @@ from actionvos.errors import ConfigError
 from actionvos.model.builder import build_model
 from actionvos.model.checkpoint import save_checkpoint
 from actionvos.model.config import get_preset
-from actionvos.model.text import load_tokenizer
 from actionvos.training.dataset import collate
 from actionvos.training.pseudo_labels import (CODE_UNCERTAIN, PseudoLabelConfig, PseudoLabelDataset,
                                               codes_to_target, label_dense_frames, refine_probabilities)
@@ -55,11 +54,14 @@ def labelled(tmp_path_factory):
     root = tmp_path_factory.mktemp("pseudo")
     data = make_dataset(root / "data", size=SIZE, frames=2, dense_between=2)
     tok_dir = train_tiny_tokenizer(root / "tok")
-    cfg = get_preset("reference_tiny")
     import dataclasses
 
-    cfg = dataclasses.replace(cfg, short_side=SIZE)
-    stats = label_dense_frames(FakeTeacher(), load_tokenizer(tok_dir), cfg, data, data / "dense", "train",
+    from actionvos.card import card_for_checkpoint
+    from actionvos.tokenizer import Tokenizer
+
+    card = card_for_checkpoint(get_preset("reference_tiny"), "fake")
+    card = dataclasses.replace(card, input=dataclasses.replace(card.input, short_side=SIZE))
+    stats = label_dense_frames(FakeTeacher(), Tokenizer.from_dir(tok_dir), card, data, data / "dense", "train",
                                root / "pl", PseudoLabelConfig(0.9, 0.1))
     return data, root / "pl", tok_dir, stats
 
