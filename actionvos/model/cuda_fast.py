@@ -401,7 +401,8 @@ class FastPathOptions:
 class CudaFastPath:
     """Applies :class:`FastPathOptions` to a model on a CUDA device by wrapping its ``encode_frames`` / ``decode``.
 
-    The wrappers are instance attributes of ``model`` (:meth:`remove` deletes them): callers keep calling
+    The wrappers are instance attributes of ``model`` (:meth:`remove` deletes them; a new ``CudaFastPath`` on the
+    same model replaces the previous one's): callers keep calling
     ``model.encode_frames(x)`` / ``model.decode(frames, text)``. ``encode_frames`` gets its ``image_sizes`` from a
     cached device constant (building it per call would be a host→device copy, a sync, and impossible to capture).
 
@@ -420,6 +421,9 @@ class CudaFastPath:
             raise ConfigError(f"the CUDA fast path needs a CUDA device, got {self.device}; use the plain backend")
         self.model = model
         self.options = options or FastPathOptions.from_env()
+        for attr in ("encode_frames", "decode"):  # replace an earlier fast path rather than wrapping it
+            model.__dict__.pop(attr, None)
+        disable_fp16(model)
         self.kernel = use_msda_kernel(model, self.options.msda_kernel)
         self.fp32_modules: list[str] = []
         if self.options.fp16:
