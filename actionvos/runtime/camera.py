@@ -591,9 +591,14 @@ class LiveApp:
         if server is not None:
             server.stop()
         if self._recorder is not None:
-            self._recorder.close(t_end=time.monotonic() if (self.spec.live or self.options.realtime) else None)
+            from actionvos.runtime.recording import recorded_seconds
+
+            try:
+                self._recorder.close(t_end=time.monotonic() if (self.spec.live or self.options.realtime) else None)
+            except ActionVOSError as err:  # e.g. a full disk: reported after the rest is shut down
+                self._error = self._error or err
             report.recorded_frames = self._recorder.frames_written
-            report.recording_s = getattr(self._recorder, "duration_s", 0.0)
+            report.recording_s = recorded_seconds(self._recorder)
         if self.options.display:
             try:
                 cv2.destroyAllWindows()

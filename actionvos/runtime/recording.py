@@ -11,8 +11,9 @@ matter), and the file's timeline follows those times.
   (to one output frame). It writes through :class:`~actionvos.runtime.hud.HudRecorder` (the atomic MP4 writer).
 * :func:`open_recorder` — the sink used by ``actionvos camera --record``.
 
-When the H.264 writer with per-frame presentation timestamps lands (issue 12 item 5), :func:`open_recorder` should
-hand it the timestamps directly (pts in a 1/1000 s time base) instead of repeating frames; callers do not change.
+With PyAV installed (a dependency), :func:`open_recorder` returns :class:`actionvos.video_out.H264Writer`, which
+takes the timestamps directly as presentation times (H.264, browser-playable); :class:`ConstantRateRecorder` is the
+fallback without PyAV.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["TimedFrameSink", "ConstantRateRecorder", "open_recorder"]
+__all__ = ["TimedFrameSink", "ConstantRateRecorder", "open_recorder", "recorded_seconds"]
 
 #: A gap longer than this between two recorded frames (a source that was down) is not filled frame by frame
 #: beyond this many seconds, so a long outage cannot write gigabytes of repeated frames.
@@ -120,6 +121,27 @@ class ConstantRateRecorder:
 
 
 def open_recorder(path: str | os.PathLike, size: tuple[int, int], fps: float) -> TimedFrameSink:
-    """The recording sink of ``actionvos camera --record``: frames placed at their capture times, ``fps`` the
-    camera's rate (output frames per second of the constant-rate fallback)."""
-    return ConstantRateRecorder(path, size, fps)
+    """The recording sink of ``actionvos camera --record``: frames placed at their capture times.
+
+    :class:`actionvos.video_out.H264Writer` (H.264 / yuv420p, browser-playable, each frame's timestamp as its
+    presentation time, verified before it gets its name) when PyAV is installed; else :class:`ConstantRateRecorder`
+    (``mp4v``, frames repeated to keep the timeline). ``fps`` is the camera's rate (how long the last frame shows;
+    the output rate of the fallback).
+
+    Raises:
+        VideoWriteError / InputError: the file cannot be created.
+    """
+    try:
+        import av  # noqa: F401
+        from actionvos.video_out import H264Writer
+    except ImportError:
+        return ConstantRateRecorder(path, size, fps)
+    return H264Writer(path, fps, size)
+
+
+def recorded_seconds(sink: TimedFrameSink) -> float:
+    """How long the closed recording plays, in seconds (0.0 when unknown or nothing was written)."""
+    info = getattr(sink, "info", None)
+    if info is not None and getattr(info, "duration_s", None) is not None:
+        return float(info.duration_s)
+    return float(getattr(sink, "duration_s", 0.0) or 0.0)
