@@ -186,3 +186,22 @@ def test_graph_arguments_flatten_round_trip(tiny):
     out_spec = cuda_fast._flatten({"a": [leaves[0], {"b": leaves[1]}], "n": 3}, out_leaves)
     back = cuda_fast._unflatten(out_spec, out_leaves)
     assert back["n"] == 3 and back["a"][1]["b"] is leaves[1]
+
+
+def test_wrappers_install_replace_and_remove(tiny):
+    """The plumbing without a GPU: CPU tensors take the eager branch, so outputs equal the plain model's."""
+    frames, ids, am = _tiny_inputs(4)
+    with torch.no_grad():
+        text = tiny.encode_text(ids, am)
+        ref = tiny.decode(tiny.encode_frames(frames), text)["pred_logits"]
+        first = cuda_fast.CudaFastPath(tiny, "cuda", cuda_fast.FastPathOptions(msda_kernel=False, fp16=True))
+        assert "forward" in tiny.bbox_embed[0].__dict__  # FP32 wrapper installed
+        second = cuda_fast.CudaFastPath(tiny, "cuda", cuda_fast.FastPathOptions(msda_kernel=False))
+        assert "forward" not in tiny.bbox_embed[0].__dict__, "the new fp32 path must drop the FP16 wrappers"
+        assert tiny.encode_frames.__self__ is second and tiny.decode.__self__ is second
+        assert second._encode.__self__ is tiny, "the original method, not the first fast path's wrapper"
+        got = tiny.decode(tiny.encode_frames(frames), text)["pred_logits"]
+        assert second.describe() == "msda=oracle, fp32, cuda_graphs=off" and first.options.fp16
+        second.remove()
+    assert torch.equal(got, ref)
+    assert "encode_frames" not in tiny.__dict__ and "decode" not in tiny.__dict__
