@@ -82,11 +82,10 @@ def camera(
         from actionvos.runtime.camera import check_display
 
         check_display()
-    if checkpoint is None and onnx is None and engine is None:
-        from actionvos.demo import DEMO_CHECKPOINT, DEMO_NOTE, DEMO_TOKENIZER
+    if checkpoint is None and onnx is None and engine is None:  # open_session then opens the demo model
+        from actionvos.demo import DEMO_NOTE
 
-        log.info("no --checkpoint/--onnx/--engine: using the bundled demo model %s (%s)", DEMO_CHECKPOINT, DEMO_NOTE)
-        checkpoint, tokenizer = DEMO_CHECKPOINT, tokenizer or DEMO_TOKENIZER
+        log.info("no --checkpoint/--onnx/--engine: using the bundled demo model (%s)", DEMO_NOTE)
     session = open_session(backend, checkpoint=checkpoint, onnx=onnx, engine=engine, tokenizer=tokenizer, device=device,
                            preset=preset, threads=threads, plugin_library=plugin_library, config=config,
                            prompt_cache=prompt_cache)
