@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 
 import typer
@@ -96,12 +97,13 @@ def run_app(typer_app: typer.Typer, args: list[str], debug: bool, prog_name: str
         except click.exceptions.Exit as err:
             sys.exit(err.exit_code)
         except SystemExit as err:
-            if err.code == 130 and received_signal() is not None:  # a command's own Ctrl-C exit, caused by SIGTERM/SIGHUP
+            if err.code == 130 and received_signal() not in (None, signal.SIGINT):  # a command's Ctrl-C exit, by SIGTERM/SIGHUP
                 sys.exit(interrupt_exit_code(err))
             raise
+        if received_signal() not in (None, signal.SIGINT):  # stopped early on SIGTERM/SIGHUP and returned (e.g. camera;
+            # Ctrl-C is a normal way to end the live view and keeps its exit 0)
+            interrupted(None)
         if isinstance(rc, int) and rc:  # a command's non-zero return (typer maps Ctrl-C to 130 this way)
-            if rc == 130 and received_signal() is not None:
-                sys.exit(interrupt_exit_code())
             sys.exit(rc)
 
 

@@ -202,6 +202,8 @@ def safe_child(root: str | os.PathLike, name: str, *, what: str = "name", nested
         problem = "contains a NUL byte"
     elif PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
         problem = "is an absolute path"
+    elif ".." in name.replace("\\", "/").split("/"):
+        problem = "contains '..'"
     elif "\\" in name:
         problem = "contains a backslash (a path separator on Windows)"
     elif not nested and "/" in name:
@@ -209,7 +211,7 @@ def safe_child(root: str | os.PathLike, name: str, *, what: str = "name", nested
     else:
         parts = name.split("/")
         if any(p in ("", ".", "..") for p in parts):
-            problem = "contains '..', '.' or an empty path component"
+            problem = "contains a '.' or empty path component"
     if problem is not None:
         raise InputError(f"{what} {name!r} {problem}, so it could lead outside {str(root)!r} and is refused; {fix}")
     return root / name

@@ -8,10 +8,13 @@ the main thread, so every place that already handles Ctrl-C (finalise the overla
 (:func:`actionvos.cli.run_app`) wraps every command in it and exits with ``128 + signal`` (143 for SIGTERM,
 129 for SIGHUP; 130 for Ctrl-C) via :func:`interrupt_exit_code`.
 
-Only the first termination signal raises; repeats while the command cleans up are logged and ignored, so a
-second SIGTERM cannot cut the summary write in half (SIGKILL still ends the process; the next run into the same
-folder removes what it left: :func:`actionvos.io_utils.clean_stale_temps`). Code that must not be cut between
-two statements (e.g. "write this frame's PNG and count it") can hold the signal with :func:`deferred_termination`.
+The frame in flight is finished: while a frame's outputs are written (:func:`hold_termination`, called when its
+label PNG is written, until the next :func:`check_termination`: the next frame, the next chunk of frames read) the
+signal is held, so the PNGs on disk and the counts in ``summary.json`` always agree; if no check point comes within
+:data:`GRACE_S` seconds (a long model step) the signal is raised wherever the main thread is. SIGINT (Ctrl-C) goes
+through the same path. Only the first signal raises; repeats while the command cleans up are logged and ignored,
+so a second SIGTERM cannot cut the summary write in half (SIGKILL still ends the process; the next run into the
+same folder removes what it left: :func:`actionvos.io_utils.clean_stale_temps`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ __all__ = [
     "Terminated",
     "termination_signals",
     "deferred_termination",
+    "hold_termination",
+    "check_termination",
     "interrupt_exit_code",
     "interrupt_signal_name",
     "received_signal",
@@ -34,8 +39,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Signals turned into :class:`Terminated` (SIGHUP does not exist on Windows).
-HANDLED_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+#: Signals turned into :class:`Terminated` (SIGHUP does not exist on Windows). SIGINT is included so that Ctrl-C
+#: gets the same frame-consistent stop (it is still a ``KeyboardInterrupt`` and exits 130).
+HANDLED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class Terminated(KeyboardInterrupt):
@@ -59,36 +65,70 @@ class _State:
         self.received: int | None = None  # first termination signal of this process (for the exit code)
         self.raised = False  # a Terminated was raised (later signals are ignored)
         self.depth = 0  # nesting of deferred_termination()
-        self.pending: int | None = None  # signal held by deferred_termination()
+        self.hold = False  # a frame is being written (hold_termination() .. check_termination())
+        self.pending: int | None = None  # signal held until a check point
+        self.escalate = False  # the grace period ran out: raise wherever the main thread is
+        self.grace_s = GRACE_S
+        self.timer: threading.Timer | None = None
 
+
+#: Seconds a held signal waits for a check point before it is raised wherever the main thread is.
+GRACE_S = 2.0
 
 _state = _State()
 
 
+def _raise(signum: int) -> None:
+    _state.raised, _state.pending, _state.escalate, _state.hold = True, None, False, False
+    if _state.timer is not None:
+        _state.timer.cancel()
+        _state.timer = None
+    raise Terminated(signum)
+
+
+def _escalate(signum: int) -> None:
+    """Watchdog (another thread): no check point came within the grace period; deliver the signal again."""
+    if _state.raised or _state.pending is None:
+        return
+    _state.escalate = True
+    import _thread
+
+    _thread.interrupt_main(signum)  # runs _handler(signum) in the main thread (Python >= 3.10)
+
+
 def _handler(signum, frame) -> None:
-    if _state.raised or _state.pending is not None:
+    if _state.raised:
         log.warning("received %s again while stopping; finishing the clean-up (SIGKILL ends at once)",
                     signal.Signals(signum).name)
         return
     if _state.received is None:
         _state.received = signum
-    if _state.depth > 0:
-        _state.pending = signum
+    if _state.depth > 0 or (_state.hold and not _state.escalate):
+        if _state.pending is None:
+            _state.pending = signum
+            if _state.depth == 0:
+                _state.timer = threading.Timer(_state.grace_s, _escalate, args=(signum,))
+                _state.timer.daemon = True
+                _state.timer.start()
         return
-    _state.raised = True
-    raise Terminated(signum)
+    _raise(_state.pending if _state.pending is not None else signum)
 
 
 @contextlib.contextmanager
-def termination_signals(signals: tuple[int, ...] = HANDLED_SIGNALS) -> Iterator[None]:
-    """Turn ``signals`` (default SIGTERM, SIGHUP) into :class:`Terminated` while the block runs.
+def termination_signals(signals: tuple[int, ...] | None = None, grace_s: float = GRACE_S) -> Iterator[None]:
+    """Turn ``signals`` (default SIGINT, SIGTERM, SIGHUP) into :class:`Terminated` while the block runs.
 
+    The signal is raised at once, except while a frame is being written (:func:`hold_termination` ..
+    :func:`check_termination`) or inside :func:`deferred_termination`: then it is raised at the next check point,
+    or after ``grace_s`` seconds wherever the main thread is (so a stop is never delayed by more than that).
     A no-op outside the main thread (Python delivers signals only there). A signal that the parent set to be
-    ignored (e.g. SIGHUP under ``nohup``) stays ignored. The previous handlers are restored on exit.
+    ignored (e.g. SIGHUP under ``nohup``, SIGINT for a background job) stays ignored. The previous handlers are
+    restored on exit.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    signals = HANDLED_SIGNALS if signals is None else signals
     previous = {}
     for s in signals:
         old = signal.getsignal(s)
@@ -96,30 +136,45 @@ def termination_signals(signals: tuple[int, ...] = HANDLED_SIGNALS) -> Iterator[
             continue
         previous[s] = old
         signal.signal(s, _handler)
-    _state.received, _state.raised, _state.pending, _state.depth = None, False, None, 0
+    _state.__init__()
+    _state.grace_s = float(grace_s)
     try:
         yield
     finally:
+        if _state.timer is not None:
+            _state.timer.cancel()
         for s, old in previous.items():
             signal.signal(s, old if old is not None else signal.SIG_DFL)
+
+
+def hold_termination() -> None:
+    """A frame's outputs are about to be written: raise a signal that arrived before (the previous frame is complete),
+    then hold new ones until the next :func:`check_termination` (or the grace period), so the frame's PNG, overlay
+    frame and statistics are written as a whole. Called by :func:`actionvos.inference.writers.write_label_png`."""
+    check_termination()
+    _state.hold = True
+
+
+def check_termination() -> None:
+    """A check point (a consistent state, e.g. between frames or clips): raise a held signal, stop holding."""
+    _state.hold = False
+    if _state.pending is not None and _state.depth == 0 and not _state.raised:
+        _raise(_state.pending)
 
 
 @contextlib.contextmanager
 def deferred_termination() -> Iterator[None]:
     """Hold a termination signal until the block ends, then raise :class:`Terminated` (if the block succeeded).
 
-    For short sections that must run as a whole, e.g. writing one frame's outputs and counting them; nestable.
-    Ctrl-C (SIGINT) is not held.
+    For short sections that must run as a whole (the summary write); nestable; no grace period applies.
     """
     _state.depth += 1
     try:
         yield
     finally:
         _state.depth -= 1
-    if _state.depth == 0 and _state.pending is not None and not _state.raised:
-        signum, _state.pending = _state.pending, None
-        _state.raised = True
-        raise Terminated(signum)
+    if _state.depth == 0 and _state.pending is not None and not _state.raised and not _state.hold:
+        _raise(_state.pending)
 
 
 def received_signal() -> int | None:

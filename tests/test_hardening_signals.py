@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hardening_helpers import REPO, cli, cli_argv, env, make_assets, run_args, temp_files  # noqa: E402
 from helpers import box_video_path, shared_dir  # noqa: E402
 
-from actionvos.signals import Terminated, deferred_termination, interrupt_exit_code, termination_signals
+from actionvos.signals import (Terminated, check_termination, deferred_termination, hold_termination, interrupt_exit_code,
+                               termination_signals)
 
 needs_video = pytest.mark.skipif(not box_video_path().is_file(), reason=f"shared data not found at {shared_dir()}")
 
@@ -45,6 +46,32 @@ def test_deferred_section_finishes_and_repeats_are_ignored():
                 done.append("frame finished")
             done.append("not reached")
     assert done == ["frame finished"]
+
+
+def test_frame_in_flight_is_finished():
+    """A signal during a frame write is held until the next check point: the frame's bookkeeping completes."""
+    steps = []
+    with pytest.raises(Terminated):
+        with termination_signals():
+            hold_termination()  # frame 0's PNG is being written
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            steps.append("frame 0 counted")
+            check_termination()  # the next frame / chunk
+            steps.append("not reached")
+    assert steps == ["frame 0 counted"]
+
+
+def test_held_signal_is_raised_after_the_grace_period():
+    """No check point comes (a long model step): the held signal is raised anyway after grace_s."""
+    t0 = time.monotonic()
+    with pytest.raises(Terminated):
+        with termination_signals(grace_s=0.3):
+            hold_termination()
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # a 10 s "model step" made of Python bytecode
+                time.sleep(0.1)
+    assert time.monotonic() - t0 < 5
 
 
 def test_handlers_are_restored():
@@ -117,3 +144,25 @@ def test_sigkill_leftovers_are_cleaned_by_the_next_run(assets, tmp_path):
     data = json.loads((out / "summary.json").read_text())
     pngs = sorted((out / "clip").glob("*.png"))
     assert len(pngs) == data["frames_written"] == 24 and data["interrupted"] is False
+
+
+@needs_video
+def test_camera_sigterm_exits_143(assets, tmp_path):
+    """A command that stops cleanly on its own (the live view) still reports the signal: exit 143."""
+    from helpers import make_small_clip
+
+    video = make_small_clip(tmp_path / "long.mp4", frames=200, short_side=64, step=1)  # 20 s at real time
+    proc = subprocess.Popen(cli_argv("camera", "--source", video, "--action", "move box", "--objects", "box",
+                                     "--no-display", "--checkpoint", assets["checkpoint"]),
+                            cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # the session is open once its log line is out
+        seen.append(line)
+        if "session:" in line:
+            break
+    time.sleep(1.0)
+    assert proc.poll() is None, "".join(seen)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, "".join(seen) + stderr
+    assert "Traceback" not in stderr and "interrupted (SIGTERM)" in stderr

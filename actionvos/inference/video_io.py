@@ -21,6 +21,7 @@ import numpy as np
 from actionvos.errors import InputError
 from actionvos.inference.prompts import Prompt, prompts_from_expressions
 from actionvos.io_utils import safe_child
+from actionvos.signals import check_termination
 
 __all__ = [
     "Clip",
@@ -162,6 +163,7 @@ class VideoFileSource(VideoSource):
         try:
             index = 0
             while True:
+                check_termination()  # between chunks: a held stop signal is raised here (actionvos.signals)
                 frames = []
                 while len(frames) < max_frames:
                     ok, bgr = cap.read()
@@ -235,6 +237,7 @@ class FrameListSource(VideoSource):
         """
         self.frames_decoded, self.decode_complete = 0, False
         for start in range(0, len(self.paths), max_frames):
+            check_termination()  # between chunks: a held stop signal is raised here (actionvos.signals)
             chunk = self.paths[start : start + max_frames]
             frames = []
             for p in chunk:

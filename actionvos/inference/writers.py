@@ -22,7 +22,7 @@ import numpy as np
 from actionvos.errors import ActionVOSError, InputError
 from actionvos.io_utils import (atomic_path, atomic_write_bytes, atomic_write_json, clean_stale_temps,
                                 describe_os_error, safe_child)
-from actionvos.signals import deferred_termination, interrupt_signal_name
+from actionvos.signals import deferred_termination, hold_termination, interrupt_signal_name
 from actionvos.render import LegendRow, davis_palette, render_overlay
 from actionvos.video_out import H264Writer, VideoInfo
 
@@ -54,7 +54,9 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
     """Write ``labels`` (``[H, W]`` uint8, 0 = background, ``i + 1`` = prompt ``i``) as a palette PNG, atomically.
 
     The PNG is encoded in memory and the file's size is checked against it before the rename, so a full disk
-    never leaves a truncated PNG under ``path``.
+    never leaves a truncated PNG under ``path``. A stop signal (SIGTERM, SIGHUP, Ctrl-C) that arrives from here on is
+    held until the next check point (the next frame's PNG, the next chunk of frames read), so the caller can finish
+    this frame (overlay frame, statistics) first: :func:`actionvos.signals.hold_termination`.
 
     Raises:
         ValueError: when ``labels`` is not a 2-D uint8 array.
@@ -64,6 +66,7 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
 
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise ValueError(f"labels must be [H, W] uint8, got {labels.shape} {labels.dtype}")
+    hold_termination()  # the previous frame is complete; hold a stop signal until this frame is (actionvos.signals)
     h, w = labels.shape
     img = Image.frombytes("P", (w, h), np.ascontiguousarray(labels).tobytes())
     img.putpalette(_PALETTE.tobytes())
