@@ -1,6 +1,7 @@
 """Verify the GPU path in a few minutes: versions, kernel correctness, memcheck, graphs, the plugin, parity, speed.
 
     python benchmarks/gpu_check.py [--json gpu_check.json] [--frames 50] [--iters 200] [--budget 450] [--plan]
+                                   [--only STEP ...]
 
 Made for an H100/H200 machine with PyTorch (CUDA), nvcc and CuPy but no TensorRT, no onnxruntime-gpu and no network;
 it runs well under 8 minutes there. Steps, in order (each one is reported and a failing one does not stop the
@@ -548,7 +549,8 @@ def table(steps: list[Step], rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, default=None, help="write the results here (JSON)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="write the results here (JSON; default gpu_check.json when the checks run, none in plan mode)")
     ap.add_argument("--frames", type=int, default=50, help="timed frames per model configuration (after 10 warm-up)")
     ap.add_argument("--iters", type=int, default=200, help="timed runs per MSDA kernel measurement")
     ap.add_argument("--budget", type=float, default=450.0, help="seconds; later steps are skipped past it")
@@ -585,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
                                             indent=2))
         return 0
 
+    if args.json is None:
+        args.json = Path("gpu_check.json")
     t0 = time.perf_counter()
     checker = Checker(args)
     steps = checker.run()
