@@ -167,3 +167,6 @@ def test_pickle_that_is_not_weights(tmp_path, assets):
     torch.save(_NotWeights(), ckpt)
     line = _checkpoint_case(tmp_path, assets, ckpt)
     assert "object.pth" in line
+    # issue 11 item 10: named as what it is (torch 2.13 says "unsupported GLOBAL"), not as a corrupt download
+    assert "not plain weights" in line and "refused for safety" in line and "_NotWeights" in line
+    assert "re-download" not in line
