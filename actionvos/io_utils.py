@@ -267,6 +267,11 @@ _OS_ERROR_FIX = {
     errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
     errno.EIO: "the device reported an I/O error; check the disk and try again",
     errno.EFBIG: "the file is too large for this file system; write somewhere else",
+    errno.EADDRINUSE: "that address is in use; choose another port",
+    errno.ECONNREFUSED: "a network connection failed; check the network or use local files",
+    errno.ETIMEDOUT: "a network connection timed out; check the network or use local files",
+    errno.ENETUNREACH: "the network is unreachable; check the network or use local files",
+    errno.EHOSTUNREACH: "the host is unreachable; check the network or use local files",
 }
 
 
