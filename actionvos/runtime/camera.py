@@ -412,6 +412,7 @@ class LiveApp:
         self._recorder = None
         self._error: BaseException | None = None
         self._t_start = time.monotonic()
+        self._current = (action, objects)  # the prompts in use (action, objects)
         self._infer = threading.Thread(target=self._infer_loop, name="actionvos-inference", daemon=True)
         self.view.set_prompts(action, objects, [p.text for p in session.prompts])
 
@@ -448,6 +449,7 @@ class LiveApp:
             pending, self._pending = self._pending, []
         for change in pending[:-1]:
             change.error = "superseded by a later request before the next frame"
+            log.info("prompt change (%s) %r / %r superseded by a later one", change.origin, change.action, change.objects)
         if not pending:
             return
         change = pending[-1]
@@ -458,11 +460,12 @@ class LiveApp:
             log.warning("prompt change (%s) refused: %s; keeping %s", change.origin, err,
                         [p.text for p in self.session.prompts])
             self.view.set_status(f"error: {err}", 6.0)
+            self.editor.action, self.editor.objects = self._current  # the editor shows what is in use
         else:
             change.prompts = [p.text for p in prompts]
             change.applied_frame = self.report.frames_processed  # 0-based index of the frame about to be stepped
             self.report.prompt_changes += 1
-            self.editor.action, self.editor.objects = change.action, change.objects
+            self.editor.action, self.editor.objects = self._current = (change.action, change.objects)
             self.view.set_prompts(change.action, change.objects, change.prompts)
             self.view.set_status(f"prompts: {', '.join(change.prompts)}", 4.0)
             log.info("prompts changed (%s) at frame %d: %s", change.origin, change.applied_frame, change.prompts)

@@ -147,3 +147,27 @@ def test_no_realtime_file_processes_every_frame_in_order(ort_backend, tokenizer,
                         on_result=lambda item, result, rep: seen.append(item.index))
     assert report.stop_reason == "end of source" and report.error is None, report
     assert seen == list(range(40)) and report.frames_processed == 40 and report.dropped == 0, (seen, report)
+
+
+def test_a_refused_prompt_change_keeps_the_running_prompts(ort_backend, tokenizer):
+    session = StreamSession(SlowBackend(ort_backend, 0.05), StreamConfig(), tokenizer)
+    live = {}
+
+    def on_result(item, result, report):
+        app = live.get("app")
+        if app is not None and report.frames_processed == 2:
+            app.request_prompts("move box", " , ,", "keyboard")  # no object names at all
+        elif app is not None and report.frames_processed == 4:
+            app.request_prompts("open jar", "jar", "web form")  # superseded before the next frame...
+            app.request_prompts("open jar", "jar,lid", "web form")  # ...by this one
+
+    run_camera(session, str(box_video_path()), ACTION, "box,pen",
+               CameraOptions(display=False, max_frames=7, on_start=lambda app: live.setdefault("app", app)),
+               on_result=on_result)
+    log = live["app"].view.state()["log"]
+    assert [c["objects"] for c in log] == [", ,", "jar", "jar,lid"], log
+    assert log[0]["error"] and log[0]["applied_frame"] is None
+    assert "superseded" in log[1]["error"]
+    assert log[2]["error"] is None and log[2]["applied_frame"] == 4
+    assert [p.text for p in session.prompts] == log[2]["prompts"] and len(log[2]["prompts"]) == 2
+    assert (live["app"].editor.action, live["app"].editor.objects) == ("open jar", "jar,lid")
