@@ -208,3 +208,14 @@ def test_python_wrapper_does_not_sync(ext):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.equal(first, again) and torch.equal(first, listed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("D,M,P,Lq", [(3, 1, 1, 1), (6, 3, 3, 29), (10, 5, 2, 7)])
+def test_odd_channel_head_point_counts(ext, dtype, D, M, P, Lq):
+    """D not a multiple of the vector width (scalar fallback), odd head / point / query counts."""
+    shapes_hw = LEVELS["odd_small"]
+    value, loc, aw = make_inputs(shapes_hw, N=3, Lq=Lq, M=M, D=D, P=P, dtype=dtype, seed=D * 100 + M)
+    out = run(ext, value, shapes_hw, loc, aw)
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    assert rel_err(out, oracle(value.float(), shapes_hw, loc.float(), aw.float())) <= tol
