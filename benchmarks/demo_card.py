@@ -25,13 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     from actionvos.card import InputRule, ModelCard, Thresholds, card_for_checkpoint
     from actionvos.demo import DEMO_CHECKPOINT, DEMO_NOTE, DEMO_TOKENIZER
     from actionvos.io_utils import atomic_path
-    from actionvos.model.checkpoint import file_sha256, read_checkpoint
+    from actionvos.model.checkpoint import file_sha256, read_checkpoint, weights_sha256
     from actionvos.model.config import ModelConfig
     from actionvos.tokenizer import Tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pos-thres", type=float, required=True)
-    ap.add_argument("--rule", required=True, help="how the threshold was chosen (recorded in the card)")
+    ap.add_argument("--pos-thres", type=float, default=None, help="the gate threshold (default: keep the card's)")
+    ap.add_argument("--rule", default=None, help="how the threshold was chosen (recorded in the card; default: keep)")
     args = ap.parse_args(argv)
     state, meta = read_checkpoint(DEMO_CHECKPOINT)
     tok = Tokenizer.from_dir(DEMO_TOKENIZER)
@@ -40,22 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         raw = dict(meta["config"])
         card = card_for_checkpoint(ModelConfig.from_dict(raw), "", legacy=raw)
-    # the weights' hash: of the state dict alone, so re-carding does not change the model id
-    import hashlib
-
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].numpy().tobytes())
     card = dataclasses.replace(
-        card, checkpoint_sha256=h.hexdigest()[:16], tokenizer_sha256=tok.sha256, weights_note=DEMO_NOTE,
+        card, checkpoint_sha256=weights_sha256(state), tokenizer_sha256=tok.sha256, weights_note=DEMO_NOTE,
         input=InputRule(short_side=192, max_clip_frames=36),
-        thresholds=Thresholds(args.pos_thres, 0.5, 0.1, rule=args.rule), overrides=())
+        thresholds=Thresholds(card.thresholds.pos_cls_thres if args.pos_thres is None else args.pos_thres, 0.5, 0.1,
+                              rule=card.thresholds.rule if args.rule is None else args.rule), overrides=())
     obj = {"model": state, **checkpoint_extras(card, tok)}
     obj.update({k: v for k, v in meta.items() if k in ("training", "epoch", "demo_note", "threshold_selection")})
     with atomic_path(DEMO_CHECKPOINT) as tmp:
         torch.save(obj, tmp)
-    print(f"wrote {DEMO_CHECKPOINT} (card: gate {args.pos_thres}, {args.rule}; sha {file_sha256(DEMO_CHECKPOINT)})")
+    print(f"wrote {DEMO_CHECKPOINT} (card: gate {card.thresholds.pos_cls_thres}, {card.thresholds.rule}; "
+          f"file sha {file_sha256(DEMO_CHECKPOINT)})")
     return 0
 
 

@@ -111,15 +111,17 @@ def train_tiny_tokenizer(directory: str | os.PathLike, vocab_size: int = 1000) -
     return directory
 
 
-def make_small_clip(path: str | os.PathLike, frames: int = 8, short_side: int = 160, start: int = 120, step: int = 4) -> Path:
-    """Write ``frames`` frames of box.mp4 (every ``step``-th from ``start``), resized to ``short_side``, as an mp4v MP4.
+def make_small_clip(path: str | os.PathLike, frames: int = 8, short_side: int = 160, start: int = 120, step: int = 4,
+                    source: str | os.PathLike | None = None) -> Path:
+    """Write ``frames`` frames of ``source`` (default box.mp4; every ``step``-th from ``start``), resized to
+    ``short_side``, as an mp4v MP4.
 
-    Returns ``path``. Frame ``i`` of the clip is decoded frame ``start + i * step`` of box.mp4.
+    Returns ``path``. Frame ``i`` of the clip is decoded frame ``start + i * step`` of the source.
     """
     import cv2
 
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # box.mp4 makes FFmpeg log harmless h264 warnings
-    cap = cv2.VideoCapture(str(box_video_path()))
+    cap = cv2.VideoCapture(str(source or box_video_path()))
     out = None
     written = 0
     index = 0
@@ -127,7 +129,7 @@ def make_small_clip(path: str | os.PathLike, frames: int = 8, short_side: int = 
         while written < frames:
             ok, bgr = cap.read()
             if not ok:
-                raise RuntimeError(f"box.mp4 ended after {index} frames")
+                raise RuntimeError(f"{source or 'box.mp4'} ended after {index} frames")
             if index >= start and (index - start) % step == 0:
                 h, w = bgr.shape[:2]
                 size = (round(w * short_side / h), short_side) if h <= w else (short_side, round(h * short_side / w))

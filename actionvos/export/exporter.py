@@ -170,7 +170,7 @@ class ExportResult:
         tok = f"tokenizer {c.tokenizer_sha256}" if c.tokenizer_sha256 else "no tokenizer (pass --tokenizer when running)"
         files = ", ".join(sorted(p.name for p in self.output.iterdir()))
         return (f"exported {c.config.name} (checkpoint {c.checkpoint_sha256}) to {self.output} in "
-                f"{sum(self.timings.values()):.1f} s: {c.precision.value}, {H}x{W}, segmenter T={c.window}, "
+                f"{sum(self.timings.values()):.1f} s: {c.precision.value}, {H}x{W}, segmenter T={self.specs[SEGMENTER].static['T']}, "
                 f"window decoder T=1..{self.specs[WINDOW_DECODER].dims['T'].max}, MSDA {c.msda}, {tok}\n  files: {files}")
 
 
@@ -514,7 +514,7 @@ def export_model(
         # sizes against the actual model's FPN ratios; frames against its card's clip length
         validate_options(opts, cfg=cfg, max_frames=base_card.input.max_clip_frames)
     card = base_card.with_artifact(msda=msda, input=dataclasses.replace(base_card.input, size=(height, width)),
-                                   window=frames, precision="fp16" if fp16 else "fp32")
+                                   window=None, precision="fp16" if fp16 else "fp32")  # the window decoder takes any T
     max_frames = card.input.max_clip_frames
     log.info("exporting %s (checkpoint %s) at T=%d (window decoder T=1..%d), %dx%d, P<=%d, L<=%d, opset %d, MSDA %s, "
              "format %s", cfg.name, card.checkpoint_sha256, frames, max_frames, height, width, max_prompts,
@@ -619,6 +619,9 @@ def _load_source(checkpoint, model, card, tokenizer, preset):
     tok = None
     if tokenizer is not None:
         tok = load_tokenizer(tokenizer)
+        if tok.vocab_size > card.vocab_size:
+            raise ConfigError(f"the tokenizer {tok.source} has {tok.vocab_size} tokens but the model's text encoder has "
+                              f"{card.vocab_size}; pass the tokenizer that belongs to this model with --tokenizer")
         if card.tokenizer_sha256 is None:
             card = dataclasses.replace(card, tokenizer_sha256=tok.sha256)
         tok.check_model(card)

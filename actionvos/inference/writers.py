@@ -173,11 +173,15 @@ class ObjectStats:
     frames_with_mask: int = 0
     mask_area_sum: int = 0
     positive_prob_per_frame: list[float] = field(default_factory=list)
+    selected_query: list[int] = field(default_factory=list)
 
-    def add_clip(self, positive_prob: float, passed: bool) -> None:
-        """Record one clip's gate decision: ``positive_prob`` in [0, 1], ``passed`` = prob >= threshold."""
+    def add_clip(self, positive_prob: float, passed: bool, selected_query: int | None = None) -> None:
+        """Record one clip's gate decision: ``positive_prob`` in [0, 1], ``passed`` = prob >= threshold, and the
+        query (0..Q-1) selected for the clip."""
         self.positive_prob.append(round(float(positive_prob), 6))
         self.passed_gate.append(bool(passed))
+        if selected_query is not None:
+            self.selected_query.append(int(selected_query))
 
     def add_frame(self, labels: np.ndarray, positive_prob: float | None = None) -> None:
         """Record one written frame: ``labels`` is ``[H, W]`` uint8 exactly as stored in its PNG; ``positive_prob``
@@ -199,6 +203,7 @@ class ObjectStats:
             "passed_any": any(self.passed_gate),
             "frames_with_mask": self.frames_with_mask,
             "mean_mask_area_px": round(mean_area, 3),
+            "selected_query": self.selected_query,
             "positive_prob_per_frame": self.positive_prob_per_frame,
         }
 

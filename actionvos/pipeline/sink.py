@@ -86,9 +86,10 @@ class VideoSink:
             self._clip = result.clip
             self._clip_starts.append(self.summary.frames_written)
             self.summary.clips += 1
-        for obj, p, ok in zip(self.summary.objects, pos, passed):
+        for obj, o in zip(self.summary.objects, result.objects):
             if new_clip:
-                obj.add_clip(p, ok)
+                obj.add_clip(o.positive_prob, o.passed_gate, o.selected_query)
+            p = o.positive_prob
             obj.add_frame(result.labels, p)
         if self._writer is not None:
             self._writer.write(frame, result.labels, pos, passed)

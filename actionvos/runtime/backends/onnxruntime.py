@@ -1,11 +1,12 @@
-"""ONNX Runtime backend (no torch): ``text_encoder.onnx`` + ``segmenter.onnx`` from ``actionvos export``.
+"""ONNX Runtime backend (no torch): the ``text_encoder``, ``frame_encoder`` and ``window_decoder`` graphs of an
+``actionvos export`` folder, described by its model card.
 
 Execution providers are tried in the order TensorRT → CUDA → CPU (only those this onnxruntime build has):
 
 * TensorRT EP: engine cache and timing cache under ``cache_dir`` (default: beside the graphs) and shape profiles
-  for the dynamic prompt/token axes from the graph's own export spec.
+  for the dynamic prompt/token/frame axes from the graph's own export spec.
 * CUDA EP: heuristic cuDNN algorithm search; page-locked host buffers (cuda-python) for the bound inputs and
-  outputs; optional CUDA-graph capture (one graph per prompt-set shape ``(P, L)``, ``gpu_graph_id``). A captured
+  outputs; optional CUDA-graph capture (one graph per decoder shape ``(P, L, T)``, ``gpu_graph_id``). A captured
   graph replays fixed device addresses, so with CUDA graphs every input *and output* of a shape is bound to device
   memory allocated once for that shape (text features are updated in place, never re-bound), and the outputs are
   copied into the page-locked host buffers after each run.
@@ -18,16 +19,9 @@ its ``trt.plugins`` custom-op list from ``getPluginRegistry()->getPluginCreatorL
 creation would fail; the CUDA and CPU EPs have no kernel for the op at all. Such graphs run on the TensorRT backend
 (engines); ``--msda onnx`` graphs run on every ONNX Runtime provider.
 
-Every step runs through an I/O binding with buffers allocated once per prompt set: the uint8 frame buffer
-(``[T, 3, H, W]``, device-resident on CUDA and refreshed with ``update_inplace``), the bound text features, and the
-four outputs written into preallocated host arrays, so no per-frame allocation happens after warm-up. The
-segmenter normalises inside the graph (uint8 in).
-
-Frame window: ``segmenter.onnx`` has a static clip length T and runs the backbone on every frame it is given, so a
-sliding window through it would recompute T-1 backbones per step. For ``--window T`` different from the segmenter's
-T the backend therefore uses the split graphs of :mod:`actionvos.runtime.window_export`: ``frame_encoder.onnx``
-once per frame (its features go to a ring of T + 1 preallocated slots) and ``window_decoder.onnx`` over the stacked
-window — the same reuse as the PyTorch backend. With ``T = 1`` (the default) ``segmenter.onnx`` is used.
+Frames: ``frame_encoder.onnx`` runs the backbone once per frame; ``window_decoder.onnx`` decodes T stacked frames
+for any T from 1 to the card's ``max_clip_frames`` (the official rule's clips and the causal rule's windows alike),
+through an I/O binding whose buffers are allocated once per (prompt set, T).
 """
 
 from __future__ import annotations
@@ -45,13 +39,10 @@ from actionvos.runtime.backends.base import Backend, BackendInfo, StepOutputs
 from actionvos.export.metadata import read_onnx_metadata
 from actionvos.runtime.prompt_cache import TextArrays
 
-__all__ = ["OrtBackend", "provider_chain", "plugin_graph_refusal", "graph_msda", "TEXT_GRAPH", "SEGMENTER_GRAPH"]
+__all__ = ["OrtBackend", "provider_chain", "plugin_graph_refusal", "graph_msda"]
 
 log = logging.getLogger(__name__)
 
-TEXT_GRAPH = "text_encoder.onnx"
-SEGMENTER_GRAPH = "segmenter.onnx"
-_SEG_OUTPUTS = ("pred_logits", "pred_boxes", "pred_masks", "pred_positives")
 _PROVIDER_NAMES = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda", "CPUExecutionProvider": "cpu"}
 
 
@@ -143,41 +134,41 @@ def provider_chain(available: Sequence[str], want: str, *, device_id: int, cache
 
 
 class OrtBackend(Backend):
-    """Run the exported graphs with ONNX Runtime.
+    """Run an export folder's graphs with ONNX Runtime: ``text_encoder.onnx``, ``frame_encoder.onnx`` (once per frame)
+    and ``window_decoder.onnx`` (any T from 1 to the card's ``max_clip_frames``: the clip rule's clips and the causal
+    rule's windows).
 
     Args:
-        onnx_dir: folder with ``text_encoder.onnx`` and ``segmenter.onnx`` (``actionvos export`` output), and
-            optionally ``frame_encoder.onnx`` + ``window_decoder.onnx`` (:mod:`actionvos.runtime.window_export`).
+        onnx_dir: folder written by ``actionvos export`` (``card.json``, ``tokenizer/``, the graphs).
+        card: the folder's :class:`~actionvos.card.ModelCard` (:func:`actionvos.artifacts.read_folder_artifact`);
+            every graph's embedded card must agree with it.
         provider: ``auto``, ``tensorrt``, ``cuda`` or ``cpu`` (see :func:`provider_chain`).
         threads: CPU intra-op threads (None = onnxruntime's default).
         device_id: CUDA device.
-        cache_dir: TensorRT engine/timing caches (default ``onnx_dir/trt_cache``).
+        cache_dir: TensorRT EP engine/timing caches (default ``onnx_dir/trt_cache``).
         plugin_library: accepted for a uniform factory call and unused: ``--msda plugin`` graphs are refused
             (:func:`plugin_graph_refusal`).
-        cuda_graph: capture CUDA graphs on the CUDA EP (needs every node on the GPU).
-        window: the clip length T the session will use; None or the segmenter's T runs ``segmenter.onnx``,
-            another T needs the split graphs with that T (backbone once per frame).
+        cuda_graph: capture CUDA graphs on the CUDA EP (one per decoder shape ``(P, L, T)``).
     Raises:
-        InputError: a graph is missing, or lacks the ActionVOS metadata / expected inputs and outputs.
-        ConfigError: provider problems (see :func:`provider_chain`), graphs from different checkpoints, or a
-            window no graph in the folder was exported for.
+        InputError: a graph is missing, or lacks the expected inputs and outputs.
+        ConfigError: provider problems (see :func:`provider_chain`), or a graph whose card differs from ``card.json``.
     """
 
-    def __init__(self, onnx_dir: str | os.PathLike, provider: str = "auto", threads: int | None = None, device_id: int = 0,
-                 cache_dir: str | os.PathLike | None = None, plugin_library: str | None = None, cuda_graph: bool = False,
-                 window: int | None = None):
-        from actionvos.export.spec import FRAME_ENCODER, GRAPH_FILES, WINDOW_DECODER
+    ROLES = ("text_encoder", "frame_encoder", "window_decoder")
 
-        FRAME_ENCODER, WINDOW_DECODER = GRAPH_FILES[FRAME_ENCODER], GRAPH_FILES[WINDOW_DECODER]
+    def __init__(self, onnx_dir: str | os.PathLike, card, provider: str = "auto", threads: int | None = None,
+                 device_id: int = 0, cache_dir: str | os.PathLike | None = None, plugin_library: str | None = None,
+                 cuda_graph: bool = False):
+        from actionvos.export.spec import GRAPH_FILES
 
         ort = _import_ort()
         self.ort = ort
         onnx_dir = Path(onnx_dir)
-        paths = {"text_encoder": onnx_dir / TEXT_GRAPH, "segmenter": onnx_dir / SEGMENTER_GRAPH}
+        paths = {role: onnx_dir / GRAPH_FILES[role] for role in self.ROLES}
         for role, p in paths.items():
             if not p.is_file():
-                raise InputError(f"{p} does not exist; pass --onnx with the folder written by `actionvos export` "
-                                 "(text_encoder.onnx + segmenter.onnx)")
+                raise InputError(f"{p} does not exist; pass --onnx with a folder written by this version of "
+                                 "`actionvos export` (text_encoder, frame_encoder and window_decoder graphs)")
         self._so = ort.SessionOptions()
         self._so.log_severity_level = 3
         if threads:
@@ -187,69 +178,27 @@ class OrtBackend(Backend):
         self.sessions, meta = {}, {}
         for role, p in paths.items():
             self.sessions[role], meta[role] = self._open(p, role)
-        seg_T = int(self.sessions["segmenter"].get_inputs()[0].shape[0])
-        self.split = window is not None and window != seg_T
-        if self.split:
-            split_paths = {"frame_encoder": onnx_dir / FRAME_ENCODER, "window_decoder": onnx_dir / WINDOW_DECODER}
-            if not all(p.is_file() for p in split_paths.values()):
-                raise ConfigError(f"--window {window}: {paths['segmenter'].name} takes clips of {seg_T} frames and {onnx_dir} has "
-                                  f"no {FRAME_ENCODER}/{WINDOW_DECODER}; write them with actionvos.runtime.window_export."
-                                  f"export_window_graphs(onnx_dir, checkpoint, window={window}) or use --window {seg_T}")
-            for role, p in split_paths.items():
-                self.sessions[role], meta[role] = self._open(p, role)
-            dec_T = int(self.sessions["window_decoder"].get_inputs()[0].shape[0])
-            if dec_T != window:
-                raise ConfigError(f"--window {window}: {WINDOW_DECODER} was written for T={dec_T}; re-export it or use --window {dec_T}")
-        self.decoder_role = "window_decoder" if self.split else "segmenter"
         self._check_io()
-        shas = {m.get("checkpoint_sha256", "") for m in meta.values()}
-        if len(shas) != 1:
-            raise ConfigError(f"the graphs in {onnx_dir} come from different checkpoints ({sorted(shas)}); export them together")
-        seg = meta["segmenter"]
-        cfg = seg.get("config") or {}
-        th = seg.get("thresholds") or {}
-        text = cfg.get("text") or {}
-        dec = self.sessions[self.decoder_role]
+        self._check_cards(card, meta, onnx_dir)
+        dec = self.sessions["window_decoder"]
         self.provider = dec.get_providers()[0]
         self.on_gpu = self.provider != "CPUExecutionProvider"
-        sha = shas.pop() or _graph_hash(paths["text_encoder"])
-        H, W = (int(d) for d in self.sessions["segmenter"].get_inputs()[0].shape[2:])
-        T = window if self.split else seg_T
-        self.info = BackendInfo(
-            name=f"onnxruntime-{_PROVIDER_NAMES.get(self.provider, self.provider)}", model_id=f"{sha}:fp32",
-            num_queries=int(cfg.get("num_queries", 5)), short_side=int(cfg.get("short_side", min(H, W))),
-            input_size=(H, W), window=T, pos_cls_thres=float(th.get("pos_cls_thres", 0.75)),
-            mask_threshold=float(th.get("mask_threshold", 0.5)), background_prob=float(th.get("background_prob", 0.1)),
-            prompt_template=seg.get("prompt_template") or "{object} used in the action of {action}",
-            vocab_size=int(text.get("vocab_size", 50265)), max_text_tokens=int(text.get("max_position_embeddings", 514)) - 2)
+        self.info = BackendInfo(name=f"onnxruntime-{_PROVIDER_NAMES.get(self.provider, self.provider)}", card=card)
         self.metadata = meta
-        self.cuda_graph = cuda_graph and self.provider == "CUDAExecutionProvider" and not self.split
+        self.cuda_graph = cuda_graph and self.provider == "CUDAExecutionProvider"
         self._device_id = device_id
         self._pinned = _pinned_pool() if self.on_gpu else None
-        self._graph_state: dict[tuple[int, int], dict[str, Any]] = {}  # CUDA graphs: fixed device I/O per shape
+        self._graph_state: dict[tuple[int, int, int], dict[str, Any]] = {}  # CUDA graphs: fixed device I/O per shape
         self._cuda_rt = self._pinned_rt
-        self._outs: dict[int, dict[str, np.ndarray]] = {}
-        # Frame-side inputs of the decoder, allocated once: the uint8 window, or the stacked per-frame features.
-        if self.split:
-            enc = self.sessions["frame_encoder"]
-            self._frame_in = np.zeros(tuple(int(d) for d in enc.get_inputs()[0].shape), np.uint8)
-            self._dec_in = {i.name: self._alloc(tuple(int(d) for d in i.shape), np.float32) for i in dec.get_inputs()[:5]}
-            # T + 1 feature slots: the slot written next is never one of the T frames still in the window.
-            self._ring = [{n: np.zeros((1, *a.shape[1:]), np.float32) for n, a in self._dec_in.items()} for _ in range(T + 1)]
-            self._ring_bindings = []
-            for slot in self._ring:
-                b = enc.io_binding()
-                b.bind_cpu_input("frames", self._frame_in)
-                for n, arr in slot.items():
-                    b.bind_output(n, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-                self._ring_bindings.append(b)
-            self._ring_next = 0
-        else:
-            self._dec_in = {"frames": self._alloc((seg_T, 3, H, W), np.uint8)}
-        self._dec_in_dev = ({n: ort.OrtValue.ortvalue_from_numpy(a, "cuda", device_id) for n, a in self._dec_in.items()}
-                            if self.on_gpu else None)
-        log.info("onnxruntime %s: providers %s, input %dx%d, T=%d%s, MSDA %s", ort.__version__, dec.get_providers(), H, W, T,
-                 " (split graphs: backbone once per frame)" if self.split else "", seg.get("msda"))
+        self._outs: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self._dec_in: dict[int, dict[str, np.ndarray]] = {}  # T -> stacked per-frame features, allocated once
+        self._dec_in_dev: dict[int, dict[str, Any]] = {}
+        enc = self.sessions["frame_encoder"]
+        self._frame_in = np.zeros(tuple(int(d) for d in enc.get_inputs()[0].shape), np.uint8)
+        self._feat_shapes = {o.name: tuple(int(d) for d in o.shape[1:]) for o in enc.get_outputs()}
+        H, W = card.input.size
+        log.info("onnxruntime %s: providers %s, input %dx%d, window decoder T 1..%d, MSDA %s", ort.__version__,
+                 dec.get_providers(), H, W, card.input.max_clip_frames, card.msda)
 
     def _alloc(self, shape, dtype) -> np.ndarray:
         """Host buffer for a bound input/output: page-locked on the GPU path (when cuda-python is installed), so the
@@ -270,25 +219,37 @@ class OrtBackend(Backend):
         m = read_onnx_metadata(path)
         if m.get("role") != role:
             raise InputError(f"{path} carries no ActionVOS {role} metadata; export it with `actionvos export`")
-        needs_plugin = graph_msda(m) == "plugin" and role in ("segmenter", "window_decoder")
+        needs_plugin = graph_msda(m) == "plugin" and role == "window_decoder"
         spec = m.get("spec")
         inputs = [t["name"] for t in (spec or {}).get("inputs", [])]
         chain = provider_chain(ort.get_available_providers(), o["provider"], device_id=o["device_id"], cache_dir=o["cache"],
                                needs_plugin=needs_plugin, spec=spec, inputs=inputs,
-                               cuda_graph=o["cuda_graph"] and role == "segmenter", graph=str(path))
+                               cuda_graph=o["cuda_graph"] and role == "window_decoder", graph=str(path))
         if chain and chain[0][0] == "TensorrtExecutionProvider":
             o["cache"].mkdir(parents=True, exist_ok=True)
         return ort.InferenceSession(str(path), self._so, providers=[n for n, _ in chain],
                                     provider_options=[opt for _, opt in chain]), m
 
-    def _check_io(self) -> None:
-        from actionvos.export.spec import FEATURE_NAMES
+    @staticmethod
+    def _check_cards(card, meta: dict[str, dict], onnx_dir: Path) -> None:
+        """Every graph's embedded card must equal the folder's ``card.json`` (same weights, facts and precision)."""
+        from actionvos.card import card_from_onnx
 
-        text_in = ["text_word", "text_mask", "text_sentence"]
-        want = {"text_encoder": (["input_ids", "attention_mask"], text_in),
-                "segmenter": (["frames", *text_in], list(_SEG_OUTPUTS)),
+        for role, m in meta.items():
+            graph_card = card_from_onnx(m, where=f"{onnx_dir}/{role}.onnx")
+            if graph_card.to_dict() != {**card.to_dict(), "overrides": graph_card.to_dict()["overrides"]}:
+                raise ConfigError(f"{onnx_dir}/{role}.onnx carries another model card than {onnx_dir}/card.json "
+                                  f"(checkpoint {graph_card.checkpoint_sha256} vs {card.checkpoint_sha256}, precision "
+                                  f"{graph_card.precision.value} vs {card.precision.value}); export the folder again as a whole")
+        if card.input.size is None:
+            raise ConfigError(f"{onnx_dir}/card.json has no static input size; re-export the folder")
+
+    def _check_io(self) -> None:
+        from actionvos.export.spec import DECODER_OUTPUTS, FEATURE_NAMES, TEXT_FEATURE_NAMES
+
+        want = {"text_encoder": (["input_ids", "attention_mask"], list(TEXT_FEATURE_NAMES)),
                 "frame_encoder": (["frames"], list(FEATURE_NAMES)),
-                "window_decoder": ([*FEATURE_NAMES, *text_in], list(_SEG_OUTPUTS))}
+                "window_decoder": ([*FEATURE_NAMES, *TEXT_FEATURE_NAMES], list(DECODER_OUTPUTS))}
         for role, sess in self.sessions.items():
             ins, outs = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
             if (ins, outs) != want[role]:
@@ -303,126 +264,128 @@ class OrtBackend(Backend):
         return TextArrays(word.astype(np.float32, copy=False), mask.astype(bool, copy=False), sentence.astype(np.float32, copy=False))
 
     def bind_text(self, text: TextArrays):
-        """Create the decoder's I/O binding for this prompt set: text inputs, frame-side inputs and output buffers,
-        all allocated once (per prompt set, or per shape with CUDA graphs) and reused for every frame."""
-        if self.cuda_graph:
-            return self._bind_text_graph(text)
-        sess = self.sessions[self.decoder_role]
-        P, L = text.mask.shape
-        binding = sess.io_binding()
-        keep = []
-        for name, arr in _text_feeds(text).items():
-            if self.on_gpu:
-                value = self.ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self._device_id)
-                binding.bind_ortvalue_input(name, value)
-                keep.append(value)
-            else:
-                binding.bind_cpu_input(name, arr)
-                keep.append(arr)
-        for name, arr in self._dec_in.items():
-            if self.on_gpu:
-                binding.bind_ortvalue_input(name, self._dec_in_dev[name])
-            else:
-                binding.bind_cpu_input(name, arr)
-        outs = self._host_outputs(P)
-        for name, arr in outs.items():
-            binding.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-        return {"binding": binding, "outputs": outs, "keep": keep, "run_options": self.ort.RunOptions()}
+        """Keep this prompt set's text inputs (on the device once, on the GPU path); the decoder binding of each window
+        length T is made on first use and reused for every later window of that length."""
+        feeds = _text_feeds(text)
+        dev = ({n: self.ort.OrtValue.ortvalue_from_numpy(a, "cuda", self._device_id) for n, a in feeds.items()}
+               if self.on_gpu and not self.cuda_graph else None)
+        return {"feeds": feeds, "dev": dev, "bindings": {}, "P": int(text.mask.shape[0]), "L": int(text.mask.shape[1])}
 
-    def _output_shapes(self, P: int) -> dict[str, tuple[int, ...]]:
-        """The decoder's output shapes for P prompts, from the graph itself (``pred_logits [P, T, Q, 1]``,
-        ``pred_boxes [P, T, Q, 4]``, ``pred_masks [P, T, Q, ceil(H/4), ceil(W/4)]``, ``pred_positives [P, 1]``;
-        every axis but P is static in an ``actionvos export`` graph).
+    def _output_shapes(self, P: int, T: int) -> dict[str, tuple[int, ...]]:
+        """The decoder's output shapes for P prompts and T frames, from the graph (``pred_logits [P, T, Q, 1]``,
+        ``pred_boxes [P, T, Q, 4]``, ``pred_masks [P, T, Q, ceil(H/4), ceil(W/4)]``, ``pred_positives [P, 1]``).
 
         Raises:
-            InputError: an axis other than P is not static (not a graph written by ``actionvos export``).
+            InputError: an axis other than P and T is not static (not a graph written by ``actionvos export``).
         """
         shapes = {}
-        for o in self.sessions[self.decoder_role].get_outputs():
-            rest = list(o.shape[1:])
-            if not all(isinstance(d, int) and d > 0 for d in rest):
-                raise InputError(f"{self.decoder_role} output {o.name} has shape {o.shape}: only the prompt axis may be "
-                                 "dynamic; re-export the graphs with `actionvos export`")
-            shapes[o.name] = (int(P), *rest)
+        for o in self.sessions["window_decoder"].get_outputs():
+            dims = [P] + [T if (k == 1 and not isinstance(d, int)) else d for k, d in enumerate(o.shape[1:], start=1)]
+            if not all(isinstance(d, int) and d > 0 for d in dims):
+                raise InputError(f"window_decoder output {o.name} has shape {o.shape}: only the prompt and frame axes may "
+                                 "be dynamic; re-export the graphs with `actionvos export`")
+            shapes[o.name] = tuple(int(d) for d in dims)
         return shapes
 
-    def _host_outputs(self, P: int) -> dict[str, np.ndarray]:
-        """Output host buffers of prompt count P: one set per P, reused across prompt switches."""
-        if P not in self._outs:
-            self._outs[P] = {n: self._alloc(shape, np.float32) for n, shape in self._output_shapes(P).items()}
-        return self._outs[P]
+    def _host_outputs(self, P: int, T: int) -> dict[str, np.ndarray]:
+        """Output host buffers of shape (P, T): one set per shape, reused across prompt switches."""
+        if (P, T) not in self._outs:
+            self._outs[(P, T)] = {n: self._alloc(shape, np.float32) for n, shape in self._output_shapes(P, T).items()}
+        return self._outs[(P, T)]
 
-    def _bind_text_graph(self, text: TextArrays):
-        """CUDA-graph binding: per shape ``(P, L)`` one binding whose inputs and outputs are device OrtValues
-        allocated once (a captured graph replays their addresses). The prompt set's features are uploaded into them
-        in place by :meth:`decode` whenever another prompt set of the same shape ran last."""
+    def _frame_inputs(self, T: int) -> dict[str, np.ndarray]:
+        """Stacked feature buffers ``[T, ...]`` for windows of T frames (allocated once per T)."""
+        if T not in self._dec_in:
+            self._dec_in[T] = {n: self._alloc((T, *shape), np.float32) for n, shape in self._feat_shapes.items()}
+            if self.on_gpu:
+                self._dec_in_dev[T] = {n: self.ort.OrtValue.ortvalue_from_numpy(a, "cuda", self._device_id)
+                                       for n, a in self._dec_in[T].items()}
+        return self._dec_in[T]
+
+    def _binding(self, bound: dict, T: int):
+        """The decoder's I/O binding for this prompt set and window length (made once, reused)."""
+        if self.cuda_graph:
+            return self._graph_binding(bound, T)
+        if T in bound["bindings"]:
+            return bound["bindings"][T]
+        frames = self._frame_inputs(T)
+        binding = self.sessions["window_decoder"].io_binding()
+        for name, arr in bound["feeds"].items():
+            if bound["dev"] is not None:
+                binding.bind_ortvalue_input(name, bound["dev"][name])
+            else:
+                binding.bind_cpu_input(name, arr)
+        for name, arr in frames.items():
+            if self.on_gpu:
+                binding.bind_ortvalue_input(name, self._dec_in_dev[T][name])
+            else:
+                binding.bind_cpu_input(name, arr)
+        outs = self._host_outputs(bound["P"], T)
+        for name, arr in outs.items():
+            binding.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+        b = bound["bindings"][T] = {"binding": binding, "outputs": outs, "run_options": self.ort.RunOptions(), "key": None}
+        return b
+
+    def _graph_binding(self, bound: dict, T: int):
+        """CUDA-graph binding: per shape ``(P, L, T)`` one binding whose inputs and outputs are device OrtValues
+        allocated once (a captured graph replays their addresses); a prompt set's features are uploaded into them in
+        place whenever another prompt set of the same shape ran last."""
         ort = self.ort
-        P, L = text.mask.shape
-        key = (int(P), int(L))
-        feeds = _text_feeds(text)
+        key = (bound["P"], bound["L"], int(T))
         st = self._graph_state.get(key)
         if st is None:
-            binding = self.sessions[self.decoder_role].io_binding()
-            text_dev = {n: ort.OrtValue.ortvalue_from_numpy(a, "cuda", self._device_id) for n, a in feeds.items()}
+            self._frame_inputs(T)
+            binding = self.sessions["window_decoder"].io_binding()
+            text_dev = {n: ort.OrtValue.ortvalue_from_numpy(a, "cuda", self._device_id) for n, a in bound["feeds"].items()}
             for name, value in text_dev.items():
                 binding.bind_ortvalue_input(name, value)
-            for name in self._dec_in:
-                binding.bind_ortvalue_input(name, self._dec_in_dev[name])
+            for name, value in self._dec_in_dev[T].items():
+                binding.bind_ortvalue_input(name, value)
             out_dev = {n: ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, "cuda", self._device_id)
-                       for n, shape in self._output_shapes(key[0]).items()}
+                       for n, shape in self._output_shapes(key[0], T).items()}
             for name, value in out_dev.items():
                 binding.bind_ortvalue_output(name, value)
             run_options = ort.RunOptions()
             run_options.add_run_config_entry("gpu_graph_id", str(len(self._graph_state) + 1))  # -1 skips capture; 0 is the default id
             st = self._graph_state[key] = {"binding": binding, "text_dev": text_dev, "out_dev": out_dev,
                                            "run_options": run_options, "owner": None}
-        return {"binding": st["binding"], "outputs": self._host_outputs(key[0]), "keep": [], "feeds": feeds,
-                "run_options": st["run_options"], "graph_key": key}
+        if st["owner"] is not bound:
+            for name, arr in bound["feeds"].items():
+                st["text_dev"][name].update_inplace(arr)
+            st["owner"] = bound
+        return {"binding": st["binding"], "outputs": self._host_outputs(key[0], T), "run_options": st["run_options"],
+                "key": key}
 
     # ------------------------------------------------------------------ frames
     def encode_frame(self, frame: np.ndarray):
-        """Segmenter mode: ``[H, W, 3]`` uint8 → ``[3, H, W]`` uint8 (the graph runs the backbone itself).
-        Split mode: run ``frame_encoder.onnx`` into the next ring slot and return its feature arrays."""
-        H, W = self.info.input_size
+        """``[H, W, 3]`` uint8 at the graph's size → the frame encoder's features (``res2``, ``proj0..3``, each
+        ``[1, C, h_l, w_l]`` float32): the backbone runs once per frame."""
+        H, W = self.info.card.input.size
         if frame.shape[:2] != (H, W):
             raise InputError(f"frame of {frame.shape[1]}x{frame.shape[0]} for a graph exported at {W}x{H}")
-        if not self.split:
-            return np.ascontiguousarray(frame.transpose(2, 0, 1))
         self._frame_in[0] = frame.transpose(2, 0, 1)
-        k = self._ring_next
-        self._ring_next = (k + 1) % len(self._ring)
-        self.sessions["frame_encoder"].run_with_iobinding(self._ring_bindings[k])
-        return self._ring[k]
+        outs = self.sessions["frame_encoder"].run(None, {"frames": self._frame_in})
+        return dict(zip(self._feat_shapes, outs))
 
     def decode(self, window: Sequence[Any], text) -> StepOutputs:
-        """Copy the window into the bound decoder inputs and run the decoder; returns the newest frame's outputs."""
-        T = self.info.window
-        if len(window) != T:
-            raise ValueError(f"window of {len(window)} frames for a T={T} graph")
-        if self.split:
-            for t, feats in enumerate(window):
-                for n, arr in self._dec_in.items():
-                    arr[t] = feats[n][0]
-        else:
-            buf = self._dec_in["frames"]
-            for t, f in enumerate(window):
-                buf[t] = f
+        """Stack the window's features into the bound decoder inputs and run the window decoder; returns every
+        frame's outputs as views into buffers reused by the next decode of the same shape."""
+        T = len(window)
+        if not 1 <= T <= self.info.card.input.max_clip_frames:
+            raise InputError(f"window of {T} frames; the window decoder takes 1..{self.info.card.input.max_clip_frames}")
+        b = self._binding(text, T)
+        frames = self._dec_in[T]
+        for t, feats in enumerate(window):
+            for n, arr in frames.items():
+                arr[t] = feats[n][0]
         if self.on_gpu:
-            for n, arr in self._dec_in.items():
-                self._dec_in_dev[n].update_inplace(arr)
-        key = text.get("graph_key")
-        if key is not None:  # CUDA graph: refresh the shape's fixed text inputs when another prompt set ran last
-            st = self._graph_state[key]
-            if st["owner"] is not text:
-                for name, arr in text["feeds"].items():
-                    st["text_dev"][name].update_inplace(arr)
-                st["owner"] = text
-        self.sessions[self.decoder_role].run_with_iobinding(text["binding"], text["run_options"])
-        o = text["outputs"]
-        if key is not None:
-            self._download(self._graph_state[key]["out_dev"], o)
-        # views into the bound buffers: valid until the next decode (the session consumes them at once)
-        return StepOutputs(query_logits=o["pred_logits"][:, -1, :, 0], mask_logits=o["pred_masks"][:, -1],
+            for n, arr in frames.items():
+                self._dec_in_dev[T][n].update_inplace(arr)
+        self.sessions["window_decoder"].run_with_iobinding(b["binding"], b["run_options"])
+        o = b["outputs"]
+        if b["key"] is not None:
+            self._download(self._graph_state[b["key"]]["out_dev"], o)
+        return StepOutputs(query_logits=o["pred_logits"][..., 0], mask_logits=o["pred_masks"],
                            positive_logit=o["pred_positives"][:, 0])
 
     def _download(self, device: dict[str, Any], host: dict[str, np.ndarray]) -> None:
@@ -440,7 +403,7 @@ class OrtBackend(Backend):
     def close(self) -> None:
         """Drop the sessions and device values; page-locked buffers are freed once no returned view needs them."""
         self.sessions = {}
-        self._dec_in_dev = None
+        self._dec_in_dev = {}
         self._graph_state = {}
         if self._pinned is not None:
             self._pinned.close()
@@ -466,19 +429,3 @@ def _pinned_pool():
         cuda, pool = None, HostBufferPool()
     pool.cuda = cuda
     return pool
-
-
-def _graph_hash(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def read_manifest(onnx_dir: str | os.PathLike) -> dict:
-    """The export manifest JSON beside the graphs, or ``{}``."""
-    p = Path(onnx_dir) / "export_manifest.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
