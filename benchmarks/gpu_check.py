@@ -213,7 +213,8 @@ class Checker:
                 "nvcc": str(nv) if nv else None, "nvcc_path": str(nvcc), "torch": torch.__version__,
                 "torch_cuda": torch.version.cuda, "driver_cuda": str(drv[0]) if drv else None,
                 "driver_source": drv[1] if drv else None, "cudnn": torch.backends.cudnn.version(), "cupy": cupy_v,
-                "python": platform.python_version(), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                "python": platform.python_version(), "ninja": cpp_extension.is_ninja_available(),
+                "cmake": shutil.which("cmake"), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
                 "tf32_cudnn": torch.backends.cudnn.allow_tf32}
         res = cc.check_versions(nv, torch_cuda=torch.version.cuda, driver=drv[0] if drv else None,
                                 driver_source=drv[1] if drv else "", what="the MSDA CUDA extension")

@@ -65,8 +65,8 @@ def load_msda_extension(verbose: bool = False):
 
     Raises:
         MsdaExtensionError: PyTorch has no CUDA support, the CUDA toolkit (nvcc) is missing or its CUDA major
-            differs from PyTorch's (or exceeds the driver's), the kernel sources are not available (package
-            installed without the repository), or compilation failed.
+            differs from PyTorch's (or exceeds the driver's), ninja is missing, the kernel sources are not available
+            (package installed without the repository), or compilation failed.
     """
     global _ext, _ext_error
     if _ext is not None:
@@ -91,6 +91,9 @@ def _build(verbose: bool):
     from torch.utils import cpp_extension
 
     _check_toolchain(torch.version.cuda, cpp_extension.CUDA_HOME)
+    if not cpp_extension.is_ninja_available():
+        raise MsdaExtensionError("building the MSDA CUDA extension needs ninja (torch.utils.cpp_extension JIT builds "
+                                 "with it): pip install ninja, or put a ninja binary on PATH")
     sources = [_SRC_DIR / "torch_ext.cpp", _SRC_DIR / "msda_kernel.cu"]
     if not all(s.is_file() for s in sources):
         raise MsdaExtensionError(f"MSDA kernel sources not found under {_SRC_DIR} (needs a repository checkout)")
