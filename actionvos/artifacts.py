@@ -34,7 +34,8 @@ ARTIFACT_KINDS = ("demo", "checkpoint", "onnx", "engine")
 
 
 def artifact_kind(path: str | Path | None) -> str:
-    """Which kind of artifact ``path`` is (one of :data:`ARTIFACT_KINDS`).
+    """Which kind of artifact ``path`` is (one of :data:`ARTIFACT_KINDS`; a folder with graphs is ``onnx`` even when it
+    also holds engines).
 
     Raises:
         InputError: the path does not exist, or is a folder with neither graphs nor engines.
@@ -45,10 +46,10 @@ def artifact_kind(path: str | Path | None) -> str:
     if p.is_file():
         return "checkpoint"
     if p.is_dir():
-        if any(p.glob("*.engine")):
-            return "engine"
         if any(p.glob("*.onnx")):
             return "onnx"
+        if any(p.glob("*.engine")):
+            return "engine"
         raise InputError(f"{p} holds neither ONNX graphs nor TensorRT engines; pass a checkpoint (.pth), an "
                          "`actionvos export` folder or an engine folder")
     raise InputError(f"model {p} does not exist; pass a checkpoint (.pth), an `actionvos export` folder or an engine folder")
@@ -204,26 +205,26 @@ def open_model(model: str | Path | None = None, *, backend: str = "auto", tokeni
     Raises:
         ConfigError / InputError / CheckpointError: one line naming the problem and the fix.
     """
-    from actionvos.runtime.backends.factory import BACKENDS, choose_backend
+    from actionvos.runtime.backends.factory import BACKENDS, choose
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     kind = artifact_kind(model)
-    runs_on = {"demo": "pytorch", "checkpoint": "pytorch", "onnx": "onnxruntime", "engine": "tensorrt"}[kind]
+    folder = Path(model) if kind in ("onnx", "engine") else None
+    has_onnx = folder is not None and any(folder.glob("*.onnx"))
+    has_engine = folder is not None and any(folder.glob("*.engine"))
     if backend == "auto":
-        given = {"checkpoint": model if kind in ("demo", "checkpoint") else None,
-                 "onnx": model if kind == "onnx" else None, "engine": model if kind == "engine" else None}
-        if kind == "demo":
-            given["checkpoint"] = "demo"
-        backend, dev, reason = choose_backend(**given)
-        device = device or dev
-        log.info("--backend auto: %s (%s)", backend, reason)
-    if backend != runs_on:
-        what = {"pytorch": "a checkpoint (.pth)", "onnxruntime": "an `actionvos export` folder (--onnx)",
-                "tensorrt": "an engine folder (--engine)"}[backend]
-        raise ConfigError(f"--backend {backend} runs {what}, but the model given is {kind}; pass the matching model "
-                          f"or --backend {runs_on}")
-    if kind in ("demo", "checkpoint"):
+        c = choose(checkpoint="demo" if kind == "demo" else (model if kind == "checkpoint" else None),
+                   onnx=folder if has_onnx else None, engine=folder if has_engine and not has_onnx else None)
+        backend, device = c.backend, device or c.device
+        log.info("--backend auto: %s (%s)", backend, c.reason)
+    needs = {"pytorch": kind in ("demo", "checkpoint"), "onnxruntime": has_onnx, "tensorrt": has_engine}
+    if not needs[backend]:
+        what = {"pytorch": "a checkpoint (--checkpoint)", "onnxruntime": "an `actionvos export` folder (--onnx)",
+                "tensorrt": "a folder of TensorRT engines (--engine; `actionvos export --format engine`)"}[backend]
+        raise ConfigError(f"--backend {backend} runs {what}, but {model if model is not None else 'the bundled demo'} is "
+                          f"not one; pass the matching model or another --backend")
+    if backend == "pytorch":
         import torch
 
         if threads:
@@ -235,11 +236,11 @@ def open_model(model: str | Path | None = None, *, backend: str = "auto", tokeni
         return TorchBackend(art.model, art.card, device=device), art.tokenizer
     if preset is not None:
         raise ConfigError(f"--preset applies to official checkpoints only; {model} carries its own model card")
-    card, tok = read_folder_artifact(model, tokenizer)
-    if kind == "onnx":
+    card, tok = read_folder_artifact(folder, tokenizer)
+    if backend == "onnxruntime":
         from actionvos.runtime.backends.onnxruntime import OrtBackend
 
-        return OrtBackend(model, card, provider=device or "auto", threads=threads, plugin_library=plugin_library), tok
+        return OrtBackend(folder, card, provider=device or "auto", threads=threads, plugin_library=plugin_library), tok
     from actionvos.runtime.backends.tensorrt import TrtBackend
 
-    return TrtBackend(model, card, plugin_library=plugin_library), tok
+    return TrtBackend(folder, card, plugin_library=plugin_library), tok

@@ -37,7 +37,7 @@ def onnx_dir(tiny_ckpt, tok_dir, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("rt_onnx") / "tiny48"
     export_model(tiny_ckpt, out, height=INPUT_SIZE[0], width=INPUT_SIZE[1], frames=1, msda="onnx", max_prompts=4,
-                 max_tokens=32, tokenizer=str(tok_dir))
+                 max_tokens=32)
     return out
 
 
@@ -75,6 +75,7 @@ def torch_backend(tiny_ckpt):
 
 @pytest.fixture(scope="session")
 def ort_backend(onnx_dir):
+    from actionvos.card import read_card_file
     from actionvos.runtime.backends.onnxruntime import OrtBackend
 
-    return OrtBackend(onnx_dir, provider="cpu", threads=2)
+    return OrtBackend(onnx_dir, read_card_file(onnx_dir), provider="cpu", threads=2)

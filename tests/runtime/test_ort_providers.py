@@ -136,16 +136,17 @@ def plugin_dir(tiny_ckpt, tok_dir, tmp_path_factory) -> Path:
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed: auto may pick it")
 def test_plugin_export_is_refused_end_to_end(plugin_dir):
-    from actionvos.runtime.backends.factory import open_backend
+    from actionvos.artifacts import open_model
+    from actionvos.card import read_card_file
     from actionvos.runtime.backends.onnxruntime import OrtBackend
 
     assert onnx_folder_facts(plugin_dir) == ("plugin", False)
     with pytest.raises(ConfigError) as err:
-        OrtBackend(plugin_dir, provider="cpu")
+        OrtBackend(plugin_dir, read_card_file(plugin_dir), provider="cpu")
     _assert_refusal(str(err.value))
-    assert "segmenter.onnx was exported with --msda plugin" in str(err.value)
+    assert "window_decoder.onnx was exported with --msda plugin" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        open_backend("auto", onnx=plugin_dir)
+        open_model(plugin_dir)
     _assert_refusal(str(err.value))
     assert plugin_graph_refusal("the --onnx folder") in str(err.value)
 

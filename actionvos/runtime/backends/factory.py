@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actionvos.errors import ConfigError
-from actionvos.runtime.backends.base import Backend
 
-__all__ = ["BACKENDS", "open_backend", "choose_backend", "decide_backend", "ModelFiles", "Environment", "Choice",
-           "onnx_folder_facts"]
+__all__ = ["BACKENDS", "choose_backend", "decide_backend", "ModelFiles", "Environment", "Choice",
+           "onnx_folder_facts", "choose"]
 
 log = logging.getLogger(__name__)
 
@@ -176,22 +175,16 @@ def decide_backend(files: ModelFiles, env: Environment) -> Choice:
 
 
 def onnx_folder_facts(onnx: str | Path) -> tuple[str | None, bool]:
-    """``(msda mode, holds both engines)`` of an export folder: the mode from ``export_manifest.json``'s options,
-    else from ``segmenter.onnx``'s metadata; None when neither says."""
+    """``(msda mode, holds the engines)`` of an export folder: the mode from its ``card.json`` (None when it has none:
+    :class:`~actionvos.runtime.backends.onnxruntime.OrtBackend` then reports the folder)."""
+    from actionvos.card import CARD_FILE
+
     d = Path(onnx)
     msda = None
-    manifest = d / "export_manifest.json"
-    if manifest.is_file():
+    if (d / CARD_FILE).is_file():
         try:
-            msda = (json.loads(manifest.read_text()).get("options") or {}).get("msda")
-        except (OSError, ValueError):
-            msda = None
-    if msda is None and (d / "segmenter.onnx").is_file():
-        from actionvos.runtime.backends import onnxruntime as ob  # its metadata reader (no onnxruntime import)
-
-        try:
-            msda = ob.graph_msda(ob.read_onnx_metadata(d / "segmenter.onnx"))
-        except Exception:  # unreadable graph: OrtBackend reports it
+            msda = json.loads((d / CARD_FILE).read_text(encoding="utf-8")).get("msda")
+        except (OSError, ValueError, AttributeError):
             msda = None
     has_engines = all((d / f"{r}.engine").is_file() for r in ("text_encoder", "segmenter"))
     return msda, has_engines
@@ -208,6 +201,11 @@ def choose_backend(checkpoint=None, onnx=None, engine=None) -> tuple[str, str, s
     return choice.backend, choice.device, choice.reason
 
 
+def choose(checkpoint=None, onnx=None, engine=None) -> Choice:
+    """The :class:`Choice` for ``--backend auto`` (facts gathered here, decision by :func:`decide_backend`)."""
+    return _choose(checkpoint, onnx, engine)
+
+
 def _choose(checkpoint, onnx, engine) -> Choice:
     msda, has_engines = onnx_folder_facts(onnx) if onnx is not None else (None, False)
     files = ModelFiles(checkpoint is not None, onnx is not None, engine is not None, msda, has_engines)
@@ -217,55 +215,3 @@ def _choose(checkpoint, onnx, engine) -> Choice:
                       ort_gpu=_ort_gpu() if onnx is not None and msda != "plugin" else None,
                       torch_cuda=checkpoint is not None and _torch_cuda())
     return decide_backend(files, env)
-
-
-def open_backend(backend: str = "auto", *, checkpoint: str | Path | None = None, onnx: str | Path | None = None,
-                 engine: str | Path | None = None, device: str | None = None, preset: str | None = None,
-                 threads: int | None = None, plugin_library: str | None = None, window: int | None = None) -> Backend:
-    """Load a backend.
-
-    Args:
-        backend: ``auto``, ``tensorrt``, ``onnxruntime`` or ``pytorch``.
-        checkpoint: ``.pth`` for ``pytorch``. onnx: ``actionvos export`` folder for ``onnxruntime``.
-        engine: folder with ``text_encoder.engine`` + ``segmenter.engine`` for ``tensorrt``.
-        device: PyTorch device (``cpu``/``cuda``), or the onnxruntime provider (``auto``/``tensorrt``/``cuda``/``cpu``).
-        threads: CPU threads (onnxruntime intra-op, torch ``set_num_threads``).
-        window: the session's clip length T (selects the ONNX window graphs when T differs from the segmenter's).
-    Raises:
-        ConfigError: unknown backend, the backend's model argument missing, or its packages unavailable.
-        CheckpointError / InputError: unreadable model files.
-    """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        choice = _choose(checkpoint, onnx, engine)
-        backend, device = choice.backend, device or choice.device
-        if choice.engine_from_onnx:
-            engine = onnx
-        log.info("--backend auto: %s (%s)", backend, choice.reason)
-    if backend == "tensorrt":
-        if engine is None:
-            raise ConfigError("--backend tensorrt needs --engine with the folder of text_encoder.engine + segmenter.engine")
-        from actionvos.runtime.backends.tensorrt import TrtBackend
-
-        return TrtBackend(engine, plugin_library=plugin_library)
-    if backend == "onnxruntime":
-        if onnx is None:
-            raise ConfigError("--backend onnxruntime needs --onnx with the folder written by `actionvos export`")
-        from actionvos.runtime.backends.onnxruntime import OrtBackend
-
-        return OrtBackend(onnx, provider=device or "auto", threads=threads, plugin_library=plugin_library, window=window)
-    if checkpoint is None:
-        raise ConfigError("--backend pytorch needs --checkpoint with an ActionVOS .pth file")
-    if not _has("torch"):
-        raise ConfigError("--backend pytorch needs torch; pip install torch, or use --onnx with onnxruntime")
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device} but CUDA is not available to torch {torch.__version__}; use --device cpu")
-    from actionvos.runtime.backends.pytorch import TorchBackend
-
-    return TorchBackend.from_checkpoint(checkpoint, device=device, preset=preset)

@@ -35,7 +35,8 @@ and ``tests/runtime/test_trt_backend_gpu.py``; the host-side rules are tested on
 
 from __future__ import annotations
 
-import json
+import dataclasses
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -134,8 +135,8 @@ class TrtBackend(Backend):
     """Run ``text_encoder.engine`` + ``segmenter.engine`` from an engine folder.
 
     Args:
-        engine_dir: folder with both engines, their ``.engine.json`` sidecars and (for metadata) the ONNX graphs or
-            ``export_manifest.json``.
+        engine_dir: folder with both engines and their ``.engine.json`` sidecars (``actionvos export --format engine``).
+        card: the folder's :class:`~actionvos.card.ModelCard` (``card.json``); the sidecars must name its checkpoint.
         plugin_library: MSDA plugin ``.so`` (default: the one recorded in the sidecar when it exists, else searched).
         cuda_graph: capture the per-frame work into CUDA graphs (re-captured after every shape change).
     Raises:
@@ -144,7 +145,7 @@ class TrtBackend(Backend):
         InputError: missing engine files or an unreadable sidecar.
     """
 
-    def __init__(self, engine_dir: str | os.PathLike, plugin_library: str | None = None, cuda_graph: bool = True):
+    def __init__(self, engine_dir: str | os.PathLike, card, plugin_library: str | None = None, cuda_graph: bool = True):
         from actionvos import trt_api
         from actionvos.export.trt_plugin import PluginLibraryError
         from actionvos.runtime.cuda_host import CudaRuntime, HostBufferPool
@@ -169,6 +170,11 @@ class TrtBackend(Backend):
         why = trt_api.check_sidecars(sidecars, trt_api.runtime_facts(plugin))
         if why is not None:
             raise ConfigError(f"{engine_dir}: {why}")
+        for role, sc in sidecars.items():
+            sha = (sc or {}).get("checkpoint_sha256")
+            if sha and sha != card.checkpoint_sha256:
+                raise ConfigError(f"{paths[role]} was built from checkpoint {sha} but {engine_dir}/card.json names "
+                                  f"{card.checkpoint_sha256}; {trt_api.REBUILD_HINT}")
         self.schedule = GraphSchedule(cuda_graph)
         self._graph = None  # executable graph for the shapes the segmenter context has now
         self._device: dict[str, dict[str, int]] = {}
@@ -193,7 +199,9 @@ class TrtBackend(Backend):
         except BaseException:
             self.close()
             raise
-        self.info = _info_from_metadata(engine_dir, sidecars, self.frames_shape)
+        # the segmenter engine decodes clips of exactly T frames (static): the card says so
+        self.info = BackendInfo(name="tensorrt", card=card.with_artifact(window=int(T), input=dataclasses.replace(
+            card.input, size=(int(self.frames_shape[2]), int(self.frames_shape[3])))))
         log.info("TensorRT %s: engines %s, input %dx%d, T=%d, CUDA graphs %s", trt.__version__, engine_dir,
                  self.frames_shape[2], self.frames_shape[3], T, "on" if cuda_graph else "off")
 
@@ -368,31 +376,3 @@ class TrtBackend(Backend):
         if self.stream is not None:
             self.cuda.rt.cudaStreamDestroy(self.stream)
             self.stream = None
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _info_from_metadata(engine_dir: Path, sidecars: dict, frames_shape) -> BackendInfo:
-    """Model settings from the ONNX metadata beside the engines, else the manifest's preset
-    (:data:`actionvos.model.config.PRESETS`, torch-free)."""
-    from actionvos.runtime.onnx_metadata import read_onnx_metadata
-
-    onnx_path = engine_dir / "segmenter.onnx"
-    meta = read_onnx_metadata(onnx_path) if onnx_path.is_file() else {}
-    cfg = meta.get("config")
-    if cfg is None:
-        from actionvos.model.config import get_preset
-
-        preset = _read_json(engine_dir / "export_manifest.json").get("preset", "rf_r101_actionvos")
-        cfg = get_preset(preset).to_dict()
-    th = meta.get("thresholds") or {k: cfg[k] for k in ("pos_cls_thres", "mask_threshold", "background_prob")}
-    T, _, H, W = frames_shape
-    sha = sidecars["segmenter"].get("checkpoint_sha256") or sidecars["segmenter"].get("onnx_sha256", "")[:16]
-    return BackendInfo(
-        name="tensorrt", model_id=f"{sha}:trt-{sidecars['segmenter'].get('precision', 'fp32').split()[0]}",
-        num_queries=int(cfg["num_queries"]), short_side=int(cfg["short_side"]), input_size=(H, W), window=T,
-        pos_cls_thres=float(th["pos_cls_thres"]), mask_threshold=float(th["mask_threshold"]),
-        background_prob=float(th["background_prob"]), prompt_template=meta.get("prompt_template") or cfg["prompt_template"],
-        vocab_size=int(cfg["text"]["vocab_size"]), max_text_tokens=int(cfg["text"]["max_position_embeddings"]) - 2)
