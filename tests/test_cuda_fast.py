@@ -205,3 +205,40 @@ def test_wrappers_install_replace_and_remove(tiny):
         second.remove()
     assert torch.equal(got, ref)
     assert "encode_frames" not in tiny.__dict__ and "decode" not in tiny.__dict__
+
+
+def test_msda_layer_never_reads_a_device_level_index():
+    """A level_start_index off the CPU (here on the meta device, whose values cannot be read) is not read back:
+    the oracle gets the offsets from the python shapes — on CUDA that read would be a sync per layer."""
+    from actionvos.export.msda_cuda import msda_kernel_core
+
+    torch.manual_seed(0)
+    layer = MSDeformAttn(d_model=32, n_levels=2, n_heads=2, n_points=2).eval()
+    shapes = [(4, 5), (2, 3)]
+    S = 26
+    x = torch.randn(2, S, 32)
+    ref_pts = torch.rand(2, S, 2, 2)
+    cpu_starts = torch.tensor([0, 20])
+    meta_starts = torch.empty(2, dtype=torch.long, device="meta")
+    with torch.no_grad():
+        want = layer(x, ref_pts, x, shapes, cpu_starts)
+        assert torch.equal(layer(x, ref_pts, x, shapes, meta_starts), want)
+        for core in (msda_kernel_core, cuda_fast._fp32_core(ms_deform_attn_core)):
+            layer.core = core
+            assert torch.equal(layer(x, ref_pts, x, shapes, meta_starts), want), core
+    layer.core = ms_deform_attn_core
+
+
+def test_shape_constants_are_built_once():
+    from actionvos.model.deformable_transformer import shape_constant
+
+    shapes = [(45, 80), (23, 40), (12, 20), (6, 10)]
+    with torch.inference_mode():
+        a = shape_constant("starts", shapes, torch.long, torch.device("cpu"))
+        n = shape_constant("normalizer", shapes, torch.float32, "cpu")
+    assert a is shape_constant("starts", shapes, torch.long, "cpu")
+    assert a.tolist() == [0, 3600, 4520, 4760] and not a.is_inference()
+    assert n.tolist()[0] == [80.0, 45.0] and not n.is_inference()
+    assert shape_constant("normalizer", shapes, torch.float16, "cpu").dtype == torch.float16
+    with pytest.raises(ValueError, match="unknown shape constant kind"):
+        shape_constant("areas", shapes, torch.long, "cpu")
