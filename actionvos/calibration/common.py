@@ -14,7 +14,6 @@ numpy + onnx + onnxruntime only (no torch).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -26,14 +25,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from actionvos.calibration.model_facts import PRECISION_KEY, ModelFacts, derived_props, graph_spec, read_model_facts
+from actionvos.calibration.model_facts import ModelFacts, derived_props, graph_spec, read_model_facts
 from actionvos.errors import ConfigError, InputError
 from actionvos.io_utils import replace_dir
 
 __all__ = [
     "TEXT_FILE",
     "SEGMENTER_FILE",
-    "PRECISION_KEY",
     "CALIBRATION_KEY",
     "GraphDir",
     "load_graph_dir",
@@ -52,7 +50,7 @@ log = logging.getLogger(__name__)
 TEXT_FILE = "text_encoder.onnx"
 SEGMENTER_FILE = "segmenter.onnx"
 #: metadata key with a JSON record of how a reduced-precision graph was made (source hash, kept-FP32 groups, ...).
-CALIBRATION_KEY = "actionvos.calibration"
+CALIBRATION_KEY = "actionvos.calibration"  # = actionvos.export.metadata.CALIBRATION_KEY
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -71,7 +69,7 @@ class GraphDir:
         meta: decoded ``actionvos.*`` metadata of the segmenter (:func:`actionvos.export.metadata.read_metadata`).
         facts: the model facts (:class:`~actionvos.calibration.model_facts.ModelFacts`: clip size, thresholds,
             prompt template, model hash, ...); the properties below read them.
-        precision: ``fp32``, ``fp16`` or ``int8`` (metadata ``actionvos.precision``; absent means fp32).
+        precision: ``fp32``, ``fp16`` or ``int8`` (the card's).
         calibration: the ``actionvos.calibration`` record of a reduced-precision directory (``{}`` for FP32): how it
             was made, including ``calibration_frames`` ``{source name: [frame numbers]}`` of the clips it was
             calibrated / measured on.
@@ -210,9 +208,8 @@ def _remove_stale_temps(parent: Path, name: str) -> None:
 
 
 def write_precision_metadata(model, precision: str, record: dict[str, Any], source_props: dict[str, str]) -> None:
-    """Give a converted ModelProto the source graph's ``actionvos.*`` metadata with the new precision (in its card,
-    or ``actionvos.precision`` for graphs without one) and the JSON ``actionvos.calibration`` record (in place;
-    :func:`actionvos.calibration.model_facts.derived_props`)."""
+    """Give a converted ModelProto the source graph's ``actionvos.*`` metadata with the new precision in its card
+    and the JSON ``actionvos.calibration`` record (in place; :func:`actionvos.calibration.model_facts.derived_props`)."""
     props = derived_props(source_props, precision, record)
     del model.metadata_props[:]
     for k, v in props.items():
@@ -220,10 +217,10 @@ def write_precision_metadata(model, precision: str, record: dict[str, Any], sour
 
 
 def metadata_props(path: str | os.PathLike) -> dict[str, str]:
-    """All ``metadata_props`` of an ``.onnx`` file (weights not loaded)."""
-    import onnx
+    """All ``metadata_props`` of an ``.onnx`` file as stored (:func:`actionvos.export.metadata.read_onnx_props`)."""
+    from actionvos.export.metadata import read_onnx_props
 
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return read_onnx_props(path)
 
 
 def to_jsonable(x: Any) -> Any:

@@ -5,15 +5,13 @@ Every fact the calibration tools need about a model (clip size, thresholds, prom
 precision, text-feature width, vocabulary, token limit, MSDA mode, tokenizer, weights note) is read here and nowhere
 else in ``actionvos/calibration``: :func:`read_model_facts` for an export directory's graphs, :func:`checkpoint_facts`
 for ``calibrate collect --checkpoint``, and :func:`derived_card_files` / :func:`derived_props` for what an FP16 /
-INT8 directory carries. Graphs that hold a :class:`actionvos.card.ModelCard` (metadata ``actionvos.card``, format
-"2") are read through :func:`actionvos.card.card_from_onnx`; graphs of the earlier per-fact metadata (format "1":
-``input``, ``thresholds``, ``config``, ``prompt_template``, ``checkpoint_sha256``...) through those keys. When
-format "1" is gone, delete :func:`_facts_from_keys`; nothing else in the package changes. No fact has a default:
-a graph without them is refused (re-export it).
+INT8 directory carries. The facts come from the graph's :class:`actionvos.card.ModelCard` (metadata
+``actionvos.card``, format "2", :func:`actionvos.card.card_from_onnx`); no fact has a default here, and a graph
+without a card (exported by an older version) is refused with the advice to re-export.
 
-Sources: :mod:`actionvos.card` (schema), :mod:`actionvos.export.metadata` (``read_onnx_metadata`` / ``read_metadata``,
-``spec_from_metadata``), and for reduced-precision directories the ``actionvos.calibration`` record (the FP32 source
-model's hash).
+Sources: :mod:`actionvos.card` (schema), :mod:`actionvos.export.metadata` (``read_onnx_metadata``,
+``read_onnx_props``, ``spec_from_metadata``), and for reduced-precision directories the ``actionvos.calibration``
+record (the FP32 source model's hash).
 """
 
 from __future__ import annotations
@@ -30,10 +28,6 @@ from actionvos.errors import ActionVOSError, InputError
 __all__ = ["ModelFacts", "read_graph_metadata", "graph_spec", "read_model_facts", "checkpoint_facts",
            "derived_props", "derived_card_files"]
 
-#: metadata key of the model card inside a graph (:data:`actionvos.card.ONNX_CARD_KEY`)
-CARD_KEY = "actionvos.card"
-#: metadata key of the precision in format-"1" graphs (format "2" keeps it in the card)
-PRECISION_KEY = "actionvos.precision"
 
 
 @dataclass(frozen=True)
@@ -99,8 +93,6 @@ def read_graph_metadata(path: Path, flag: str = "--onnx") -> dict[str, Any]:
     except Exception as err:  # onnx.load on a corrupt file (DecodeError and friends)
         raise InputError(f"{flag} {str(Path(path).parent)!r}: cannot read {Path(path).name} ({type(err).__name__}); "
                          "re-export it") from None
-    if isinstance(meta.get("calibration"), str):  # format "1" stored the record as a plain string
-        meta["calibration"] = json.loads(meta["calibration"])
     return meta
 
 
@@ -125,24 +117,6 @@ def _facts_from_card(card, meta: dict[str, Any], text: Path, segmenter: Path) ->
                 tokenizer=str(segmenter.parent / "tokenizer") if (segmenter.parent / "tokenizer").is_dir() else "")
 
 
-def _facts_from_keys(meta: dict[str, Any], text: Path, segmenter: Path, flag: str) -> dict[str, Any]:
-    """Format "1" graphs (per-fact keys), before the model card."""
-    try:
-        inp, thr, cfg = meta["input"], meta["thresholds"], meta["config"]
-        facts = dict(frames=int(inp.get("frames", 1)), height=int(inp["height"]), width=int(inp["width"]),
-                     pos_thres=float(thr["pos_cls_thres"]), mask_threshold=float(thr["mask_threshold"]),
-                     prompt_template=str(meta["prompt_template"]), hidden_dim=int(cfg["hidden_dim"]),
-                     vocab_size=int(cfg["text"]["vocab_size"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(f"{flag} {str(segmenter.parent)!r}: the graph metadata lacks {err} (input size, thresholds, "
-                         "prompt template or config); re-export with actionvos export") from None
-    sha = str(meta.get("checkpoint_sha256") or "")
-    note = "" if sha else ("Exported from a model object without a checkpoint (random weights in tests): agreement "
-                           "numbers are pipeline checks only, not accuracy evidence.")
-    return dict(facts, precision=str(meta.get("precision", "fp32")), msda=str(meta.get("msda", "onnx")),
-                tokenizer=str(meta.get("tokenizer") or ""), weights_note=note, checkpoint_sha256=sha)
-
-
 def read_model_facts(text: Path, segmenter: Path, flag: str = "--onnx") -> tuple[ModelFacts, dict[str, Any]]:
     """Model facts of an export directory (FP32, FP16 or INT8) and the segmenter's decoded metadata.
 
@@ -151,19 +125,17 @@ def read_model_facts(text: Path, segmenter: Path, flag: str = "--onnx") -> tuple
     Returns:
         ``(facts, meta)``; ``meta["calibration"]`` is the reduced-precision record (``{}`` for FP32).
     Raises:
-        InputError: unreadable graphs, or a fact missing from the metadata (re-export).
-        ConfigError: an invalid or newer model card (:meth:`actionvos.card.ModelCard.from_dict`).
+        InputError: unreadable graphs, or no export spec (re-export).
+        ConfigError: no model card (an older export), or an invalid or newer one
+            (:meth:`actionvos.card.ModelCard.from_dict`).
     """
     meta = read_graph_metadata(segmenter, flag)
     read_graph_metadata(text, flag)
     meta.setdefault("calibration", {})
     calibration = meta["calibration"] or {}
-    if "card" in meta:
-        from actionvos.card import card_from_onnx
+    from actionvos.card import card_from_onnx
 
-        facts = _facts_from_card(card_from_onnx(meta, f"{flag} {str(segmenter.parent)!r}"), meta, text, segmenter)
-    else:
-        facts = _facts_from_keys(meta, text, segmenter, flag)
+    facts = _facts_from_card(card_from_onnx(meta, f"{flag} {str(segmenter.parent)!r}"), meta, text, segmenter)
     if calibration.get("source_model_hash"):
         model_hash = str(calibration["source_model_hash"])
     elif facts["checkpoint_sha256"]:
@@ -196,17 +168,18 @@ def checkpoint_facts(checkpoint: Path, cfg, frames: int, height: int, width: int
 
 def derived_props(source_props: dict[str, str], precision: str, record: dict[str, Any]) -> dict[str, str]:
     """``metadata_props`` of an FP16 / INT8 graph made from a graph with ``source_props``: the source's, with the
-    card's precision changed (format "2") or ``actionvos.precision`` set (format "1"), and the JSON
-    ``actionvos.calibration`` record."""
-    props = {k: v for k, v in source_props.items() if k not in (PRECISION_KEY, "actionvos.calibration")}
-    if CARD_KEY in props:
-        from actionvos.card import ModelCard
+    card's precision changed, and the JSON ``actionvos.calibration`` record.
 
-        card = ModelCard.from_dict(json.loads(props[CARD_KEY])).with_artifact(precision=precision)
-        props.update(card.onnx_props())
-    else:
-        props[PRECISION_KEY] = precision
-    props["actionvos.calibration"] = json.dumps(record)
+    Raises:
+        ConfigError: the source graph carries no (valid) card.
+    """
+    from actionvos.card import card_from_onnx
+    from actionvos.export.metadata import CALIBRATION_KEY, decode_metadata
+
+    card = card_from_onnx(decode_metadata(source_props), "the source graph").with_artifact(precision=precision)
+    props = {k: v for k, v in source_props.items() if k != CALIBRATION_KEY}
+    props.update(card.onnx_props())
+    props[CALIBRATION_KEY] = json.dumps(record)
     return props
 
 

@@ -16,6 +16,10 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
+#: the weights note of the test export's card (reports print it: random-weight numbers are not accuracy evidence)
+RANDOM_WEIGHTS = "seeded random weights (demo_small): agreement numbers are pipeline checks only, not accuracy evidence"
+
+
 def videos_dir() -> Path:
     return shared_dir() / "data" / "videos"
 
@@ -38,10 +42,15 @@ def fp32_dir(tmp_path_factory) -> Path:
     from actionvos.model.builder import build_model
     from actionvos.model.config import get_preset
 
+    from actionvos.card import card_for_checkpoint
+    from actionvos.export.exporter import weights_sha256
+
     torch.manual_seed(0)
     model = build_model(get_preset("demo_small")).eval()
     out = tmp_path_factory.mktemp("export") / "fp32"
-    export_model(None, out, model=model, height=96, width=160, frames=1, max_prompts=4, max_tokens=32, msda="onnx")
+    card = card_for_checkpoint(model.cfg, weights_sha256(model), weights_note=RANDOM_WEIGHTS)  # the card says so
+    export_model(None, out, model=model, card=card, height=96, width=160, frames=1, max_prompts=4, max_tokens=32,
+                 msda="onnx")
     return out
 
 
