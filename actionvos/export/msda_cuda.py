@@ -65,8 +65,9 @@ def load_msda_extension(verbose: bool = False):
 
     Raises:
         MsdaExtensionError: PyTorch has no CUDA support, the CUDA toolkit (nvcc) is missing or its CUDA major
-            differs from PyTorch's (or exceeds the driver's), ninja is missing, the kernel sources are not available
-            (package installed without the repository), or compilation failed.
+            differs from PyTorch's (or exceeds the driver's), the kernel sources are not available (package
+            installed without the repository), or compilation failed (with ninja through
+            ``cpp_extension.load``, without it through setuptools).
     """
     global _ext, _ext_error
     if _ext is not None:
@@ -91,9 +92,6 @@ def _build(verbose: bool):
     from torch.utils import cpp_extension
 
     _check_toolchain(torch.version.cuda, cpp_extension.CUDA_HOME)
-    if not cpp_extension.is_ninja_available():
-        raise MsdaExtensionError("building the MSDA CUDA extension needs ninja (torch.utils.cpp_extension JIT builds "
-                                 "with it): pip install ninja, or put a ninja binary on PATH")
     sources = [_SRC_DIR / "torch_ext.cpp", _SRC_DIR / "msda_kernel.cu"]
     if not all(s.is_file() for s in sources):
         raise MsdaExtensionError(f"MSDA kernel sources not found under {_SRC_DIR} (needs a repository checkout)")
@@ -104,6 +102,10 @@ def _build(verbose: bool):
     if not built.is_file() or built.stat().st_mtime < newest_src:
         log.warning("building the MSDA CUDA extension (first use, about a minute) in %s", build_dir)
     t0 = time.perf_counter()
+    if not cpp_extension.is_ninja_available():
+        ext = _build_without_ninja(sources, build_dir, verbose)
+        log.info("MSDA CUDA extension ready (%.1f s, setuptools build)", time.perf_counter() - t0)
+        return ext
     try:
         ext = cpp_extension.load(
             name=_EXT_NAME,
@@ -120,6 +122,48 @@ def _build(verbose: bool):
                                  f"(rerun with verbose=True for the compiler output)") from e
     log.info("MSDA CUDA extension ready (%.1f s)", time.perf_counter() - t0)
     return ext
+
+
+def _build_without_ninja(sources: list[Path], build_dir: Path, verbose: bool):
+    """``cpp_extension.load`` needs ninja; without it, build the same extension with setuptools (serial, no
+    incremental rebuild: the result is reused while it is newer than the sources) and import it from its path."""
+    import importlib.machinery
+    import importlib.util
+    import sysconfig
+
+    from torch.utils import cpp_extension
+
+    out_dir = build_dir / "setuptools"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    target = out_dir / f"{_EXT_NAME}{suffix}"
+    newest_src = max(p.stat().st_mtime for p in sources + [_SRC_DIR / "msda_kernel.cuh"])
+    if not target.is_file() or target.stat().st_mtime < newest_src:
+        log.warning("ninja not found: building the MSDA CUDA extension with setuptools (slower) in %s", out_dir)
+        import contextlib
+        import io
+
+        from setuptools import setup
+
+        sink = io.StringIO()
+        try:
+            ext = cpp_extension.CUDAExtension(
+                _EXT_NAME, [str(p) for p in sources], include_dirs=[str(_SRC_DIR)],
+                extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]})
+            with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(sink):
+                setup(name=_EXT_NAME, ext_modules=[ext],
+                      cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=False)},
+                      script_args=["-q", "build_ext", "--build-lib", str(out_dir), "--build-temp",
+                                   str(build_dir / "setuptools_tmp")])
+        except (Exception, SystemExit) as e:  # setuptools reports compiler failures as SystemExit
+            raise MsdaExtensionError(f"building the MSDA CUDA extension (setuptools, no ninja) failed: {e}; "
+                                     "pip install ninja for the usual build") from e
+    loader = importlib.machinery.ExtensionFileLoader(_EXT_NAME, str(target))
+    spec = importlib.util.spec_from_file_location(_EXT_NAME, str(target), loader=loader)
+    if spec is None or not target.is_file():
+        raise MsdaExtensionError(f"the setuptools build did not produce {target}")
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 
 def extension_status() -> str:
