@@ -97,15 +97,15 @@ def _build(verbose: bool):
         raise MsdaExtensionError(f"MSDA kernel sources not found under {_SRC_DIR} (needs a repository checkout)")
     build_dir = _SRC_DIR / "build" / "torch_ext"
     build_dir.mkdir(parents=True, exist_ok=True)
-    built = build_dir / f"{_EXT_NAME}.so"
-    newest_src = max(s.stat().st_mtime for s in sources + [_SRC_DIR / "msda_kernel.cuh"])
-    if not built.is_file() or built.stat().st_mtime < newest_src:
-        log.warning("building the MSDA CUDA extension (first use, about a minute) in %s", build_dir)
     t0 = time.perf_counter()
     if not cpp_extension.is_ninja_available():
         ext = _build_without_ninja(sources, build_dir, verbose)
         log.info("MSDA CUDA extension ready (%.1f s, setuptools build)", time.perf_counter() - t0)
         return ext
+    built = build_dir / f"{_EXT_NAME}.so"
+    newest_src = max(s.stat().st_mtime for s in sources + [_SRC_DIR / "msda_kernel.cuh"])
+    if not built.is_file() or built.stat().st_mtime < newest_src:
+        log.warning("building the MSDA CUDA extension (first use, about a minute) in %s", build_dir)
     try:
         ext = cpp_extension.load(
             name=_EXT_NAME,
