@@ -300,6 +300,7 @@ def render_overlay(
         bar = Image.new("RGBA", (w, bar_h), _PANEL)
         d = ImageDraw.Draw(bar)
         for k, text in enumerate(footer):
-            d.text((pad + 4, pad + k * hdr_h + hdr_h / 2), _fit(small, text, w - 2 * pad - 8), font=small, fill=_WHITE, anchor="lm")
+            d.text((pad + 4, pad + k * hdr_h + hdr_h / 2), _fit(small, text, w - 2 * pad - 8), font=small, fill=_WHITE,
+                   anchor="lm")
         _composite(out, bar, 0, max(0, h - bar_h))
     return out
