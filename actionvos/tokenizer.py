@@ -151,11 +151,6 @@ class Tokenizer:
             atomic_write_text(directory / name, text)
         return directory
 
-    @property
-    def tokenizer_id(self) -> str:
-        """Alias of :attr:`sha256` (the prompt-cache key of version 0.1)."""
-        return self.sha256
-
     # ------------------------------------------------------------------ use
     def __call__(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Tokenise prompts verbatim (no lowercasing, no max length; spec 3.1/3.3).

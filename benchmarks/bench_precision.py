@@ -80,7 +80,7 @@ def _collect(onnx_dir: Path, tok: Path, work: Path, per_video: int, rebuild: boo
     from actionvos.calibration.collect import collect_calibration
     from actionvos.calibration.npz_store import save_calibration
     from actionvos.calibration.sources import InputSpec
-    from actionvos.inference.prompts import build_prompts
+    from actionvos.prompts import build_prompts
 
     path = work / "calib.npz"
     if path.is_file() and not rebuild:

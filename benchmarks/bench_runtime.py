@@ -80,7 +80,7 @@ def bench(backend, tokenizer, frames, n_prompts: int, cache_on: bool, warmup: in
     from actionvos.runtime.prompt_cache import PromptCache
     from actionvos.runtime.session import StreamConfig, StreamSession
 
-    cache = PromptCache(backend.info.model_id, tokenizer.tokenizer_id, enabled=cache_on)
+    cache = PromptCache(backend.info.model_id, tokenizer.sha256, enabled=cache_on)
     s = StreamSession(backend, StreamConfig(input_size=size), tokenizer, cache)
     sets = [(a, objs[:n_prompts]) for a, objs in SETS]
     s.set_prompts(*sets[0])
@@ -123,8 +123,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from actionvos.runtime.backends.onnxruntime import OrtBackend
     from actionvos.runtime.backends.pytorch import TorchBackend
-    from actionvos.runtime.frame_ops import model_input_size
-    from actionvos.runtime.tokenizer import BpeTokenizer
+    from actionvos.pipeline.frames import model_input_size
+    from actionvos.tokenizer import Tokenizer
 
     tmp = tempfile.TemporaryDirectory()
     if args.checkpoint is None:  # the bundled demo model, on which benchmarks/RESULTS.md was measured
@@ -133,7 +133,7 @@ def main() -> None:
         args.checkpoint, args.tokenizer = DEMO_CHECKPOINT, args.tokenizer or DEMO_TOKENIZER
     if args.tokenizer is None:
         raise SystemExit("--tokenizer is required with --checkpoint")
-    tok = BpeTokenizer.from_dir(args.tokenizer)
+    tok = Tokenizer.from_dir(args.tokenizer)
     frames = read_frames(args.video, args.frames)
     torch_dev = "cuda" if torch.cuda.is_available() else "cpu"
     tb = TorchBackend.from_checkpoint(args.checkpoint, device=torch_dev)

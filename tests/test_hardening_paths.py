@@ -112,7 +112,7 @@ def test_run_refuses_traversal_and_writes_nothing_outside(tmp_path):
 def test_offline_outputs_stay_inside(tmp_path, name):
     """run_offline checks the output joins itself (the input side is not the only way a name gets there)."""
     from actionvos.inference.offline import run_offline
-    from actionvos.inference.prompts import build_prompts
+    from actionvos.prompts import build_prompts
     from actionvos.inference.video_io import InputSource, VideoFileSource
     from actionvos.model.checkpoint import load_model
     from actionvos.model.text import load_tokenizer

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import box_video_path, make_small_clip, shared_dir, train_tiny_tokenizer  # noqa: E402
 
 from actionvos.errors import InputError  # noqa: E402
-from actionvos.inference.prompts import Prompt, build_prompts, check_template, parse_objects, prompts_from_expressions  # noqa: E402
+from actionvos.prompts import Prompt, build_prompts, check_template, parse_objects, prompts_from_expressions  # noqa: E402
 from actionvos.inference.video_io import FrameListSource, open_source  # noqa: E402
 from actionvos.inference.writers import OverlayWriter, davis_palette, write_label_png  # noqa: E402
 

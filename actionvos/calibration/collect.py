@@ -4,11 +4,11 @@ What is stored (the runtime's feed, :mod:`actionvos.runtime.session`; file layou
 :mod:`~actionvos.calibration.npz_store`):
 
 * clips: each frame resized straight to the graph's input size ``H × W`` with
-  :func:`actionvos.runtime.frame_ops.resize_frame` (PIL bilinear, as the runtime), kept as uint8 RGB, laid out
+  :func:`actionvos.pipeline.frames.resize_frame` (PIL bilinear, as the runtime), kept as uint8 RGB, laid out
   ``[T, 3, H, W]`` like the segmenter input ``frames``. A clip is ``T`` consecutive frames (``T`` = the graph's
   static clip length); when a video is shorter than ``T`` the oldest frame is repeated, as the streaming window does.
 * prompts: per prompt set the token ids from the model's tokenizer
-  (:class:`~actionvos.runtime.tokenizer.BpeTokenizer`) and the text features of the FP32 text graph
+  (:class:`~actionvos.tokenizer.Tokenizer`) and the text features of the FP32 text graph
   (``text_encoder.onnx`` in ONNX Runtime CPU, or the PyTorch model with ``--checkpoint``).
 * sampling (default): ``per_video`` clips per video whose last frames are evenly spaced from the first to the last
   frame of the video (:func:`~actionvos.calibration.sampling.sample_clip_ends`), so calibration sees the whole
@@ -82,8 +82,8 @@ def collect_calibration(
             token ids beyond the model's vocabulary.
         InputError: unreadable inputs, inputs without prompts, bad tokenizer folder, prompts longer than the graph takes.
     """
-    from actionvos.runtime.frame_ops import resize_frame
-    from actionvos.runtime.tokenizer import BpeTokenizer
+    from actionvos.pipeline.frames import resize_frame
+    from actionvos.tokenizer import Tokenizer
 
     if (onnx_dir is None) == (checkpoint is None):
         raise ConfigError("pass exactly one of --onnx (the FP32 export directory) and --checkpoint")
@@ -108,7 +108,7 @@ def collect_calibration(
     T, H, W = facts.frames, facts.height, facts.width
     model_hash, template, hidden = facts.model_hash, facts.prompt_template, facts.hidden_dim
     max_tokens, vocab = facts.max_tokens, facts.vocab_size
-    tok = BpeTokenizer.from_dir(tokenizer)
+    tok = Tokenizer.from_dir(tokenizer)
     encoder = TextFeatureEncoder(graphs, model, threads)
 
     videos: list[VideoInput] = []
@@ -172,7 +172,7 @@ def collect_calibration(
     meta = {
         "format": FORMAT,
         "input": {"frames": T, "height": H, "width": W, "layout": "[N, T, 3, H, W] uint8 RGB",
-                  "resize": "actionvos.runtime.frame_ops.resize_frame (PIL bilinear) straight to HxW, as the runtime"},
+                  "resize": "actionvos.pipeline.frames.resize_frame (PIL bilinear) straight to HxW, as the runtime"},
         "model_hash": model_hash,
         "hidden_dim": hidden,
         "sources": sources,
@@ -181,7 +181,7 @@ def collect_calibration(
         "prompt_sets": [{"names": s.names, "texts": s.texts} for s in sets],
         "text_features": encoder.source,
         "tokenizer": str(tokenizer),
-        "tokenizer_id": tok.tokenizer_id,
+        "tokenizer_id": tok.sha256,
         "onnx": str(onnx_dir) if onnx_dir is not None else "",
         "checkpoint": str(checkpoint) if checkpoint is not None else "",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

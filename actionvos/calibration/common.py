@@ -54,7 +54,7 @@ CALIBRATION_KEY = "actionvos.calibration"  # = actionvos.export.metadata.CALIBRA
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function, float32 (same formula as :func:`actionvos.runtime.frame_ops.sigmoid`)."""
+    """Numerically stable logistic function, float32 (same formula as :func:`actionvos.pipeline.frames.sigmoid`)."""
     x = np.asarray(x, dtype=np.float32)
     return np.exp(-np.logaddexp(np.float32(0), -x)).astype(np.float32)
 

@@ -104,7 +104,7 @@ def count_video_frames(path: Path) -> int:
 
 def dataset_videos(root: Path, split: str, template: str) -> list[VideoInput]:
     """Sequences of an ActionVOS-layout dataset split (``ImageSets/{split}.json`` + ``JPEGImages_Sparse/{split}``)."""
-    from actionvos.inference.prompts import build_prompts, prompts_from_expressions
+    from actionvos.prompts import build_prompts, prompts_from_expressions
 
     image_dir = root / "JPEGImages_Sparse" / split
     if not image_dir.is_dir():
@@ -167,7 +167,7 @@ def open_input(spec: InputSpec, template: str) -> list[VideoInput]:
         elif spec.prompts:
             prompts = list(spec.prompts)
         elif spec.action is not None or spec.objects is not None:
-            from actionvos.inference.prompts import build_prompts
+            from actionvos.prompts import build_prompts
 
             prompts = [(p.name, p.text) for p in build_prompts(spec.action, spec.objects, template)]
         else:

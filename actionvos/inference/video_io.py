@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from actionvos.errors import InputError
-from actionvos.inference.prompts import Prompt, prompts_from_expressions
+from actionvos.prompts import Prompt, prompts_from_expressions
 from actionvos.io_utils import safe_child
 from actionvos.signals import check_termination
 

@@ -60,7 +60,7 @@ def calib_file(tmp_path_factory, fp32_dir, tokenizer_dir) -> Path:
     from actionvos.calibration.collect import collect_calibration
     from actionvos.calibration.npz_store import save_calibration
     from actionvos.calibration.sources import InputSpec
-    from actionvos.inference.prompts import build_prompts
+    from actionvos.prompts import build_prompts
 
     box = videos_dir() / "box.mp4"
     if not box.is_file() or not (minivisor_dir() / "ImageSets" / "val.json").is_file():

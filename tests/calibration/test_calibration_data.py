@@ -31,7 +31,7 @@ def test_sampling_spreads_over_time():
 def test_collected_clips_match_runtime_feed(calib_file, fp32_dir):
     from PIL import Image
 
-    from actionvos.runtime.frame_ops import resize_frame
+    from actionvos.pipeline.frames import resize_frame
 
     data = load_calibration(calib_file)
     g = load_graph_dir(fp32_dir)

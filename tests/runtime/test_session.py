@@ -50,7 +50,7 @@ def test_running_mean_equals_offline_rule(torch_backend, tokenizer, box_frames):
     import torch
 
     from actionvos.model.postprocess import clip_predictions, normalize_frames
-    from actionvos.runtime.frame_ops import resize_frame
+    from actionvos.pipeline.frames import resize_frame
 
     frames = box_frames[:5]
     results = _run(torch_backend, tokenizer, frames)
@@ -72,7 +72,7 @@ def test_window_reuses_features_and_matches_offline_clip(torch_backend, tokenize
     import torch
 
     from actionvos.model.postprocess import clip_predictions, normalize_frames
-    from actionvos.runtime.frame_ops import resize_frame
+    from actionvos.pipeline.frames import resize_frame
 
     T = 3
     frames = box_frames[:T]
