@@ -65,13 +65,21 @@ def test_official_checkpoint_needs_tokenizer(tiny, tmp_path, capsys):
     assert "roberta-base's vocab.json and merges.txt" in err[-1] and "Traceback" not in "\n".join(err)
 
 
-def test_tokenizer_of_another_model(tiny, tmp_path):
-    """The demo tokenizer (309 tokens) is not the tiny reference model's (1000): refused before any work."""
-    from actionvos.demo import DEMO_TOKENIZER
+def test_tokenizer_of_another_model(tiny, tmp_path, tiny_tokenizer_dir):
+    """A tokenizer with more tokens (1200) than the tiny reference model's text encoder (1000): refused before any
+    work, for a checkpoint and for a model object."""
+    import json
 
-    with pytest.raises(ConfigError, match="has 309 tokens but the model's text encoder has 1000"):
-        export_model(tiny.checkpoint, tmp_path / "out", tokenizer=str(DEMO_TOKENIZER), **TINY)
-    assert not (tmp_path / "out").exists()
+    big = tmp_path / "big_tok"
+    shutil.copytree(tiny_tokenizer_dir, big)
+    vocab = json.loads((big / "vocab.json").read_text(encoding="utf-8"))
+    vocab.update({f"<more_{i}>": i for i in range(len(vocab), 1200)})
+    (big / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    with pytest.raises(ConfigError, match="has 1200 tokens but the model's text encoder has 1000"):
+        export_model(tiny.checkpoint, tmp_path / "out", tokenizer=str(big), **TINY)
+    with pytest.raises(ConfigError, match="has 1200 tokens but the model's text encoder has 1000"):
+        export_model(None, tmp_path / "out", model=tiny.model, tokenizer=str(big), **TINY)
+    assert not (tmp_path / "out").exists() and not _no_leftovers(tmp_path, "out")
 
 
 @pytest.mark.parametrize("opset,msda,match", [

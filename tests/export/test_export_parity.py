@@ -100,7 +100,9 @@ def test_metadata_and_io(exported, tiny, tiny_tokenizer_dir):
     mode, out, _, _, specs = exported
     card = read_card_file(out)
     assert card.msda == mode and card.config.name == "reference_tiny" and card.config.enc_layers == 1
-    assert card.input.size == (96, 160) and card.window == 2 and card.precision.value == "fp32"
+    # no static window in the card: the window decoder takes any T (the segmenter's static T is in its spec)
+    assert card.input.size == (96, 160) and card.window is None and card.precision.value == "fp32"
+    assert specs[SEGMENTER].static["T"] == 2
     assert card.input.mean == pytest.approx((0.485, 0.456, 0.406)) and card.input.max_clip_frames == 36
     assert (card.thresholds.pos_cls_thres, card.thresholds.mask_threshold, card.thresholds.background_prob) == (0.75, 0.5, 0.1)
     assert "{object}" in card.prompt_template and len(card.checkpoint_sha256) == 16
