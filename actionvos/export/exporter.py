@@ -18,7 +18,8 @@ The flow:
 2. The checkpoint is read with its card and tokenizer (:func:`actionvos.artifacts.read_checkpoint_artifact`: the
    card and tokenizer embedded in our checkpoints, ``--tokenizer`` for an official one) and the model is loaded
    strictly; or a model object is taken as given. The export's card is the checkpoint's with the artifact facts
-   (input size, static window, MSDA mode, precision) replaced.
+   (input size, MSDA mode, precision) replaced; its ``window`` is null because the window decoder takes any T (the
+   segmenter's static T is in its spec).
 3. Each graph is traced with the TorchScript-based ``torch.onnx.export(..., dynamo=False)`` from its
    :class:`~actionvos.export.spec.ExportSpec` (names, dynamic axes, opset, dummy inputs). MSDA is written as
    one ``trt.plugins::ActionVOS_MSDeformAttn`` node per layer (``msda="plugin"``) or decomposed into GridSample
