@@ -3,9 +3,11 @@
 The conversion (maintained converter, ``keep_io_types=True``) and the node groups live in
 :mod:`actionvos.precision.fp16` / :mod:`actionvos.precision.groups` (shared with ``actionvos-export --fp16``); the
 measurement of which groups to keep in :mod:`actionvos.calibration.fp16_sensitivity`. This module writes the
-directory: both graphs with ``actionvos.precision = fp16`` and the ``actionvos.calibration`` record (kept groups,
-the clips measured on as ``calibration_frames``), ``fp16_sensitivity.json`` and the accuracy report on clips the
-measurement did not use.
+directory: every graph of the export folder (text encoder and segmenter, and the frame encoder and window decoder
+of the clip rule when present) converted with one keep list, their card with ``precision: fp16`` and the
+``actionvos.calibration`` record (kept groups, the clips measured on as ``calibration_frames``), ``card.json`` and
+``tokenizer/``, ``fp16_sensitivity.json`` and the accuracy report (segmenter end to end) on clips the measurement
+did not use.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ __all__ = ["GROUPS", "DEFAULT_KEEP_FP32", "RULE", "node_groups", "convert_fp16",
            "convert_dir_fp16"]
 
 log = logging.getLogger(__name__)
+
+#: the clip-rule graphs of an export folder (frame encoder + window decoder), converted with the same keep list
+WINDOW_FILES = ("frame_encoder.onnx", "window_decoder.onnx")
 
 
 def convert_dir_fp16(onnx_dir: str | os.PathLike, out: str | os.PathLike, *, data: str | os.PathLike | None = None,
@@ -106,6 +111,12 @@ def convert_dir_fp16(onnx_dir: str | os.PathLike, out: str | os.PathLike, *, dat
             write_precision_metadata(model, "fp16", record, metadata_props(graphs.path / fname))
             onnx.save(model, str(tmp / fname))
             onnx.checker.check_model(str(tmp / fname))
+        for fname in WINDOW_FILES:  # the clip rule's graphs: same keep list (groups match by module scope)
+            if (graphs.path / fname).is_file():
+                model = convert_fp16(onnx.load(str(graphs.path / fname)), kept)
+                write_precision_metadata(model, "fp16", record, metadata_props(graphs.path / fname))
+                onnx.save(model, str(tmp / fname))
+                onnx.checker.check_model(str(tmp / fname))
         manifest = graphs.path / "export_manifest.json"
         if manifest.is_file():
             (tmp / "export_manifest.json").write_bytes(manifest.read_bytes())

@@ -236,3 +236,30 @@ def test_temp_folder_of_a_killed_run_is_removed(tmp_path):
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "x").write_text("x")
     assert not stale.exists() and live.exists() and (tmp_path / "out" / "x").is_file()
+
+
+def test_fp16_folder_is_a_complete_export_folder(fp32_dir, tmp_path):
+    """calibrate fp16 converts every graph of the export (the clip rule's frame encoder and window decoder too) and
+    carries card.json (precision fp16) and the tokenizer, so runtimes can load it like the FP32 folder."""
+    import onnx
+
+    from actionvos.calibration.fp16 import convert_dir_fp16
+    from actionvos.card import read_card_file
+
+    def io(g) -> dict[str, int]:
+        return {v.name: v.type.tensor_type.elem_type for v in list(g.graph.input) + list(g.graph.output)}
+
+    out = tmp_path / "fp16"
+    convert_dir_fp16(fp32_dir, out, measure=False)
+    graphs = sorted(p.name for p in fp32_dir.glob("*.onnx"))
+    assert {"frame_encoder.onnx", "window_decoder.onnx"} <= set(graphs)
+    assert sorted(p.name for p in out.glob("*.onnx")) == graphs
+    for name in graphs:
+        m = onnx.load(str(out / name))
+        assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in m.graph.initializer), name
+        src = onnx.load(str(fp32_dir / name), load_external_data=False)
+        assert io(m) == io(src), name
+    assert read_card_file(out).precision.value == "fp16" and load_graph_dir(out).precision == "fp16"
+    if (fp32_dir / "tokenizer").is_dir():
+        names = sorted(p.name for p in (fp32_dir / "tokenizer").iterdir())
+        assert sorted(p.name for p in (out / "tokenizer").iterdir()) == names
