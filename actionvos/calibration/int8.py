@@ -23,7 +23,8 @@ Settings (TensorRT's explicit-quantization conventions):
   see; the clips used are recorded in the graphs (``calibration_frames`` of the ``actionvos.calibration`` record).
 
 The segmenter is calibrated with the stored clips and the stored FP32 text features (what the runtime feeds it);
-the text encoder with the stored token ids.
+the text encoder with the stored token ids; when the export folder has the clip rule's graphs, the frame encoder
+with every frame of the clips and the window decoder with the FP32 frame encoder's features of each clip.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from actionvos.calibration.common import (
 )
 from actionvos.calibration.clips import DEFAULT_HOLDOUT, check_compatible
 from actionvos.calibration.int8_calibrators import METHODS, _method, compute_ranges
-from actionvos.calibration.int8_readers import SegmenterReader, TextReader
+from actionvos.calibration.int8_readers import FrameEncoderReader, SegmenterReader, TextReader, WindowDecoderReader
 from actionvos.calibration.model_facts import derived_card_files
 from actionvos.calibration.npz_store import load_calibration
 from actionvos.errors import ConfigError
@@ -64,6 +65,10 @@ log = logging.getLogger(__name__)
 DEFAULT_EXCLUDE = ("msda_sampling_offsets", "msda_attention_weights", "msda_sampling", "positive_head", "box_refinement",
                    "mask_head")
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+#: the clip rule's graphs of an export folder: the frame encoder is calibrated on every frame of the clips, the
+#: window decoder on the FP32 frame encoder's features of each clip (:mod:`~actionvos.calibration.int8_readers`)
+FRAME_ENCODER_FILE = "frame_encoder.onnx"
+WINDOW_DECODER_FILE = "window_decoder.onnx"
 
 
 def quantize_graph(src: Path, dst: Path, reader, method: str, exclude_groups: Sequence[str],
@@ -140,8 +145,10 @@ def quantize_dir_int8(onnx_dir: str | os.PathLike, data: str | os.PathLike, out:
     Args:
         onnx_dir: FP32 export directory exported with ``--msda onnx`` (ONNX Runtime runs the calibration).
         data: calibration ``.npz`` of this model and input size (read lazily: one clip in memory at a time).
-        out: directory to write (``text_encoder.onnx`` + ``segmenter.onnx`` with Q/DQ, ``*.ranges.json``,
-            ``export_manifest.json``, ``accuracy_report.json``/``.md`` and the worst-clip picture).
+        out: directory to write (``text_encoder.onnx`` + ``segmenter.onnx`` and, when the export has them,
+            ``frame_encoder.onnx`` + ``window_decoder.onnx`` with Q/DQ, ``*.ranges.json``, ``card.json`` (precision
+            int8), ``tokenizer/``, ``export_manifest.json``, ``accuracy_report.json``/``.md`` and the worst-clip
+            picture).
         method: ``percentile`` (default) | ``entropy`` | ``minmax``; on the demo model entropy clipped the heavy
             tails of the mask features and lost mask IoU (0.956 vs 0.990 percentile / 0.989 minmax on real clips).
         exclude: groups kept FP32 (default :data:`DEFAULT_EXCLUDE`).
@@ -193,7 +200,16 @@ def quantize_dir_int8(onnx_dir: str | os.PathLike, data: str | os.PathLike, out:
         result["text_encoder"] = quantize_graph(graphs.text, tmp / TEXT_FILE, TextReader(sub), method, exclude, op_types,
                                                 bins=bins, progress=progress)
         log.info("text encoder quantized (%s): %s", method, result["text_encoder"])
-        for fname in (SEGMENTER_FILE, TEXT_FILE):
+        written = [SEGMENTER_FILE, TEXT_FILE]
+        fe, wd = graphs.path / FRAME_ENCODER_FILE, graphs.path / WINDOW_DECODER_FILE
+        if fe.is_file() and wd.is_file():  # the clip rule's graphs, calibrated on the same clips
+            result["frame_encoder"] = quantize_graph(fe, tmp / FRAME_ENCODER_FILE, FrameEncoderReader(sub), method,
+                                                     exclude, op_types, bins=bins, progress=progress)
+            result["window_decoder"] = quantize_graph(wd, tmp / WINDOW_DECODER_FILE,
+                                                      WindowDecoderReader(sub, fe, threads), method, exclude, op_types,
+                                                      bins=bins, progress=progress)
+            written += [FRAME_ENCODER_FILE, WINDOW_DECODER_FILE]
+        for fname in written:
             m = onnx.load(str(tmp / fname))
             write_precision_metadata(m, "int8", record, metadata_props(graphs.path / fname))
             onnx.save(m, str(tmp / fname))

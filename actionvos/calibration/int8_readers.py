@@ -11,7 +11,7 @@ import numpy as np
 
 from actionvos.calibration.clips import CalibrationData
 
-__all__ = ["uniform_prompt_sets", "SegmenterReader", "TextReader"]
+__all__ = ["uniform_prompt_sets", "SegmenterReader", "TextReader", "FrameEncoderReader", "WindowDecoderReader"]
 
 
 def _reader_base():
@@ -86,6 +86,67 @@ class TextReader(_reader_base()):
         s = self.sets[self.i]
         self.i += 1
         return {"input_ids": s["input_ids"], "attention_mask": s["attention_mask"]}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class FrameEncoderReader(_reader_base()):
+    """``CalibrationDataReader`` of the clip rule's frame encoder: ``frames [1, 3, H, W]`` uint8, every frame of
+    every clip (``N × T`` feeds), one clip read at a time."""
+
+    def __init__(self, data: CalibrationData):
+        self.data = data
+        self.T = int(data.input_size["frames"])
+        self.n = len(data) * self.T
+        self.i = 0
+        self._clip: tuple[int, np.ndarray] | None = None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= self.n:
+            return None
+        c, t = divmod(self.i, self.T)
+        if self._clip is None or self._clip[0] != c:
+            self._clip = (c, self.data.frames[c])
+        self.i += 1
+        return {"frames": np.ascontiguousarray(self._clip[1][t:t + 1])}
+
+    def rewind(self) -> None:
+        self.i = 0
+        self._clip = None
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class WindowDecoderReader(_reader_base()):
+    """``CalibrationDataReader`` of the clip rule's window decoder: per clip the FP32 frame encoder's features of its
+    ``T`` frames (``res2``, ``proj0..3`` ``[T, C, h, w]`` float32, computed on the fly with ONNX Runtime CPU) and the
+    clip's FP32 text features padded to one P and L (:func:`uniform_prompt_sets`)."""
+
+    def __init__(self, data: CalibrationData, frame_encoder, threads: int = 2):
+        from actionvos.calibration.common import make_session
+
+        self.data = data
+        self.sets = uniform_prompt_sets(data)
+        self.encoder = make_session(frame_encoder, threads)
+        self.names = [o.name for o in self.encoder.get_outputs()]
+        self.n = len(data)
+        self.i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= self.n:
+            return None
+        clip = self.data.frames[self.i]
+        feats = [self.encoder.run(self.names, {"frames": np.ascontiguousarray(clip[t:t + 1])}) for t in range(len(clip))]
+        s = self.sets[int(self.data.prompt_set[self.i])]
+        self.i += 1
+        feed = {n: np.concatenate([f[k] for f in feats]).astype(np.float32) for k, n in enumerate(self.names)}
+        feed.update({k: s[k] for k in ("text_word", "text_mask", "text_sentence")})
+        return feed
 
     def rewind(self) -> None:
         self.i = 0

@@ -263,3 +263,24 @@ def test_fp16_folder_is_a_complete_export_folder(fp32_dir, tmp_path):
     if (fp32_dir / "tokenizer").is_dir():
         names = sorted(p.name for p in (fp32_dir / "tokenizer").iterdir())
         assert sorted(p.name for p in (out / "tokenizer").iterdir()) == names
+
+
+def test_int8_folder_has_the_clip_rule_graphs(int8_dir, fp32_dir, calib_file):
+    """calibrate int8 quantizes the frame encoder and window decoder too (Q/DQ nodes); chained, they run on a real
+    clip and give the segmenter's output shapes, finite (random weights: a pipeline check)."""
+    import onnx
+
+    from actionvos.calibration.common import make_session
+
+    for name in ("frame_encoder.onnx", "window_decoder.onnx"):
+        m = onnx.load(str(int8_dir / name))
+        assert any(n.op_type == "QuantizeLinear" for n in m.graph.node), name
+    data = load_calibration(calib_file)
+    feed = data.segmenter_feed(0)
+    fe = make_session(int8_dir / "frame_encoder.onnx")
+    feats = dict(zip([o.name for o in fe.get_outputs()], fe.run(None, {"frames": feed["frames"]})))
+    wd = make_session(int8_dir / "window_decoder.onnx")
+    text = {k: feed[k] for k in ("text_word", "text_mask", "text_sentence")}
+    out = wd.run(["pred_masks", "pred_positives"], {**feats, **text})
+    ref = make_session(fp32_dir / "segmenter.onnx").run(["pred_masks", "pred_positives"], feed)
+    assert all(np.isfinite(o).all() for o in out) and out[0].shape == ref[0].shape
