@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from actionvos import cli_options as opts
 from actionvos.errors import ActionVOSError
 
 app = typer.Typer(
@@ -24,20 +25,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_state = {"debug": False}
-
-
 @app.callback()
-def _main(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
-) -> None:
-    _state["debug"] = debug
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _main(debug: opts.Debug = False, verbose: opts.Verbose = False) -> None:
+    """Global options (their callbacks set the shared state and the log level)."""
+
+
+def configure_logging() -> None:
+    """INFO-level log lines on stderr (``--verbose`` raises them to DEBUG)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
 def _register() -> None:
@@ -52,7 +47,7 @@ def _register() -> None:
         module.register(app)
 
 
-def run_app(typer_app: typer.Typer, args: list[str], debug: bool, prog_name: str | None = None) -> None:
+def run_app(typer_app: typer.Typer, args: list[str], prog_name: str | None = None) -> None:
     """Run a typer app with the one-line error policy shared by ``actionvos`` and ``actionvos-export``.
 
     * :class:`ActionVOSError` → ``error: <message>`` on stderr and its exit code (2).
@@ -63,7 +58,8 @@ def run_app(typer_app: typer.Typer, args: list[str], debug: bool, prog_name: str
       (143, 129).
     * click usage errors → click's message and code.
 
-    Tracebacks only with ``debug``; anything else is a bug and propagates with its traceback.
+    Tracebacks only with ``--debug`` (parsed by typer: :data:`actionvos.cli_options.Debug`); anything else is a bug
+    and propagates with its traceback.
     """
     import click
 
@@ -80,12 +76,12 @@ def run_app(typer_app: typer.Typer, args: list[str], debug: bool, prog_name: str
         try:
             rc = typer_app(args=args, prog_name=prog_name, standalone_mode=False)
         except ActionVOSError as err:
-            if debug:
+            if opts.STATE["debug"]:
                 raise
             typer.echo(f"error: {err}", err=True)
             sys.exit(err.exit_code)
         except OSError as err:
-            if debug:
+            if opts.STATE["debug"]:
                 raise
             typer.echo(f"error: {describe_os_error(err)}", err=True)
             sys.exit(1)
@@ -110,4 +106,5 @@ def run_app(typer_app: typer.Typer, args: list[str], debug: bool, prog_name: str
 def main() -> None:
     """Console entry point ``actionvos``."""
     _register()
-    run_app(app, sys.argv[1:], debug="--debug" in sys.argv, prog_name="actionvos")
+    configure_logging()
+    run_app(app, sys.argv[1:], prog_name="actionvos")

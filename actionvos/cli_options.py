@@ -9,10 +9,30 @@ from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["Action", "Objects", "Checkpoint", "Tokenizer", "Onnx", "Engine", "Backend", "Device", "Preset", "PosThres",
+__all__ = ["STATE", "Debug", "Verbose", "Action", "Objects", "Checkpoint", "Tokenizer", "Onnx", "Engine", "Backend", "Device", "Preset", "PosThres",
            "PromptTemplate", "Threads", "PluginLibrary", "Window", "Temporal", "Horizon", "PromptCache", "Force",
            "NoProgress", "model_of"]
 
+#: Process-wide CLI state set by the option callbacks below (read by :func:`actionvos.cli.run_app`).
+STATE = {"debug": False}
+
+
+def _set_debug(value: bool) -> bool:
+    if value:
+        STATE["debug"] = True
+    return value
+
+
+def _set_verbose(value: bool) -> bool:
+    if value:
+        import logging
+
+        logging.getLogger().setLevel(logging.DEBUG)
+    return value
+
+
+Debug = Annotated[bool, typer.Option("--debug", callback=_set_debug, help="Show full tracebacks for errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_set_verbose, help="Log at DEBUG level.")]
 Action = Annotated[Optional[str], typer.Option("--action", help="The action (narration) verbatim, e.g. \"move box\".")]
 Objects = Annotated[Optional[str], typer.Option("--objects", help="Comma-separated object names, e.g. \"box,pen,right hand\".")]
 Checkpoint = Annotated[Optional[Path], typer.Option(

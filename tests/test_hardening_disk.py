@@ -128,7 +128,7 @@ def test_injected_enospc_mid_run(assets, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     actionvos_cli._register()
     with pytest.raises(SystemExit) as exit_:
-        actionvos_cli.run_app(actionvos_cli.app, run_args(assets, assets["video"], out), debug=False, prog_name="actionvos")
+        actionvos_cli.run_app(actionvos_cli.app, run_args(assets, assets["video"], out), prog_name="actionvos")
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
@@ -151,9 +151,12 @@ def test_injected_eacces_with_debug_shows_the_traceback(assets, tmp_path, monkey
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr(writers, "atomic_write_bytes", denied)
+    from actionvos import cli_options
+
+    monkeypatch.setitem(cli_options.STATE, "debug", False)
     actionvos_cli._register()
-    with pytest.raises(PermissionError):
-        actionvos_cli.run_app(actionvos_cli.app, run_args(assets, assets["video"], tmp_path / "out"), debug=True)
+    with pytest.raises(PermissionError):  # --debug parsed by typer (the group's option callback)
+        actionvos_cli.run_app(actionvos_cli.app, ["--debug", *run_args(assets, assets["video"], tmp_path / "out")])
 
 
 # ------------------------------------------------------------------ real file-system refusals, in a subprocess

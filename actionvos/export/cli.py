@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from actionvos import cli_options as opts
+
 
 __all__ = ["export", "register", "app", "main"]
 
@@ -20,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="ActionVOS checkpoint (.pth with a 'model' state dict)."),
+    checkpoint: Optional[Path] = typer.Argument(None, help="ActionVOS checkpoint (.pth); default: the bundled demo model."),
     output: Path = typer.Option(..., "--output", "-o", help="Directory to create (text_encoder, segmenter, frame_encoder, "
                                                              "window_decoder .onnx, card.json, tokenizer/, "
                                                              "export_manifest.json[, *.engine])."),
@@ -43,11 +45,18 @@ def export(
                                                                        "Copied into the export folder."),
     plugin_library: Optional[str] = typer.Option(None, "--plugin-library", help="MSDA TensorRT plugin .so (engine builds)."),
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="TensorRT timing-cache file to reuse."),
+    debug: opts.Debug = False,
+    verbose: opts.Verbose = False,
 ) -> None:
     """Export a checkpoint to a self-contained folder of ONNX graphs with its model card and tokenizer (optionally
     TensorRT engines)."""
     from actionvos.export.exporter import export_model
 
+    if checkpoint is None:
+        from actionvos.demo import DEMO_CHECKPOINT
+
+        log.info("no checkpoint given: exporting the bundled demo model (not the paper's model)")
+        checkpoint = DEMO_CHECKPOINT
     result = export_model(
         checkpoint, output, preset=preset, height=height, width=width, frames=frames, max_prompts=max_prompts,
         max_tokens=max_tokens, opset=opset, msda=msda, fmt=fmt, fp16=fp16, simplify=simplify, force=force,
@@ -66,13 +75,9 @@ app.command()(export)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point ``actionvos-export`` with the one-line error policy (``--debug`` shows tracebacks)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    verbose = "--verbose" in args or "-v" in args
-    args = [a for a in args if a not in ("--debug", "--verbose", "-v")]
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from actionvos.cli import run_app
+    """Console entry point ``actionvos-export``: the same command as ``actionvos export``, with the one-line error
+    policy (``--debug`` shows tracebacks)."""
+    from actionvos.cli import configure_logging, run_app
 
-    run_app(app, args, debug, prog_name="actionvos-export")
+    configure_logging()
+    run_app(app, list(sys.argv[1:] if argv is None else argv), prog_name="actionvos-export")
