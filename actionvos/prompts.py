@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from actionvos.errors import InputError
-from actionvos.model.config import PROMPT_TEMPLATE
 
-__all__ = ["Prompt", "MAX_OBJECTS", "parse_objects", "check_template", "build_prompts", "prompts_from_expressions"]
+__all__ = ["Prompt", "MAX_OBJECTS", "parse_objects", "check_template", "check_action_objects", "build_prompts",
+           "prompts_from_expressions", "object_name"]
 
 #: Labels are stored as uint8 with 0 = background, so at most 255 objects per video (spec 3.9 step 4).
 MAX_OBJECTS = 255
@@ -74,32 +74,49 @@ def check_template(template: str) -> str:
     return template
 
 
-def build_prompts(action: str | None, objects: str | list[str] | None, template: str = PROMPT_TEMPLATE) -> list[Prompt]:
-    """Render one prompt per object: ``template.format(object=name, action=action)`` (spec 4, ``promptaction``).
-
-    Args:
-        action: the narration, used verbatim after stripping surrounding whitespace, e.g. ``"move box"``.
-        objects: ``"box,pen,right hand"`` or a list of names; prompt ``i`` gets label ``i + 1`` in the PNGs.
-        template: must contain ``{object}`` and ``{action}``.
+def check_action_objects(action: str | None, objects: str | list[str] | None) -> tuple[str, list[str]]:
+    """Check ``--action`` / ``--objects`` before any model is loaded; returns ``(action stripped, object names)``.
 
     Raises:
-        InputError: empty or missing action, bad object list (see :func:`parse_objects`), bad template.
+        InputError: empty or missing action, bad object list (see :func:`parse_objects`).
     """
     if action is None or not action.strip():
         raise InputError("the action is empty; pass --action with the narration, e.g. --action \"move box\"")
     if objects is None:
         raise InputError("no object names given; pass --objects with a comma-separated list, e.g. --objects \"box,pen,right hand\"")
-    names = parse_objects(objects)
+    return action.strip(), parse_objects(objects)
+
+
+def build_prompts(action: str | None, objects: str | list[str] | None, template: str) -> list[Prompt]:
+    """Render one prompt per object: ``template.format(object=name, action=action)`` (spec 4, ``promptaction``).
+
+    Args:
+        action: the narration, used verbatim after stripping surrounding whitespace, e.g. ``"move box"``.
+        objects: ``"box,pen,right hand"`` or a list of names; prompt ``i`` gets label ``i + 1`` in the PNGs.
+        template: the model card's template (or its override); must contain ``{object}`` and ``{action}``.
+
+    Raises:
+        InputError: empty or missing action, bad object list (see :func:`parse_objects`), bad template.
+    """
+    action, names = check_action_objects(action, objects)
     check_template(template)
-    action = action.strip()
     return [Prompt(name=n, text=template.format(object=n, action=action)) for n in names]
 
 
-def prompts_from_expressions(expressions: Mapping[str, Mapping], where: str, template: str = PROMPT_TEMPLATE) -> list[Prompt]:
+def object_name(text: str, template: str | None) -> str:
+    """The object name in a rendered prompt: the text before the template's separator
+    (``"bread used in the action of ..."`` → ``"bread"``), or the whole text when it does not match or no template."""
+    if not template or "{object}" not in template:
+        return text
+    sep = template.split("{object}", 1)[1].split("{action}", 1)[0]
+    return (text.split(sep, 1)[0].strip() or text) if sep and sep in text else text
+
+
+def prompts_from_expressions(expressions: Mapping[str, Mapping], where: str, template: str | None = None) -> list[Prompt]:
     """Prompts of one video of an ActionVOS ``expression_file.json`` (spec 5.3), in numeric key order "0", "1", ...
 
-    Each ``exp`` is used verbatim. The object name is the text before the template's separator
-    (``"bread used in the action of ..."`` gives ``"bread"``), or the whole ``exp`` when it does not match.
+    Each ``exp`` is used verbatim. The object name is :func:`object_name` of it with ``template`` (the model card's;
+    None names each object by its whole ``exp`` until the card is known: see :func:`object_name`).
 
     Raises:
         InputError: no expressions, a missing/empty ``exp``, non-integer keys, or too many expressions;
@@ -113,13 +130,11 @@ def prompts_from_expressions(expressions: Mapping[str, Mapping], where: str, tem
         raise InputError(f"{where}: expression keys must be integers as strings (\"0\", \"1\", ...), got {sorted(expressions)}") from None
     if len(keys) > MAX_OBJECTS:
         raise InputError(f"{where}: {len(keys)} expressions; at most {MAX_OBJECTS} fit in the uint8 label PNGs")
-    sep = template.split("{object}", 1)[1].split("{action}", 1)[0] if "{object}" in template else ""
     prompts = []
     for k in keys:
         entry = expressions[k]
         text = entry.get("exp") if isinstance(entry, Mapping) else None
         if not isinstance(text, str) or not text.strip():
             raise InputError(f"{where}: expression {k!r} has no 'exp' text")
-        name = text.split(sep, 1)[0].strip() if sep and sep in text else text
-        prompts.append(Prompt(name=name or text, text=text))
+        prompts.append(Prompt(name=object_name(text, template), text=text))
     return prompts

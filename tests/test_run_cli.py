@@ -110,8 +110,11 @@ def test_summary_agrees_with_pngs(run_result):
     assert data["interrupted"] is False and data["error"] is None
     assert data["frames_written"] == N_FRAMES
     assert "random weights" in data["weights_note"]
-    assert data["settings"]["pos_thres"] == 0.0 and data["settings"]["max_clip_frames"] == 36
-    assert set(data["timings_s"]) >= {"read_frames", "preprocess", "encode_text", "encode_frames", "decode", "postprocess", "write"}
+    card = data["settings"]["card"]
+    assert card["thresholds"]["pos_cls_thres"] == 0.0 and card["overrides"] == {"pos_cls_thres": 0.0}
+    assert card["input"]["max_clip_frames"] == 36 and card["input"]["short_side"] == 96 and card["preset"] == "reference_tiny"
+    assert data["settings"]["rule"] == "clip" and data["settings"]["backend"] == "pytorch-cpu"
+    assert set(data["timings_s"]) >= {"read_frames", "resize", "encode_text", "encode_frame", "decode", "postprocess", "write"}
     (video,) = data["videos"]
     assert (video["name"], video["height"], video["width"], video["clips"]) == ("box_clip", *CLIP_SIZE, 1)
     objs = video["objects"]
@@ -186,18 +189,16 @@ def test_expression_file_dataset(assets, tmp_path):
     exps = {"0": {"exp": "box used in the action of move box"}, "1": {"exp": "right hand used in the action of move box"}}
     (root / "ImageSets" / "expression_file.json").write_text(json.dumps({"videos": {video: {"expressions": exps, "frames": frames}}}))
 
-    from actionvos.inference.offline import run_offline
-    from actionvos.inference.video_io import open_source
-    from actionvos.model.checkpoint import load_model
-    from actionvos.model.text import load_tokenizer
-
-    model, cfg, _ = load_model(assets["checkpoint"])
     out = tmp_path / "out"
-    summary = run_offline(open_source(root), None, model, load_tokenizer(assets["tokenizer"]), cfg, out, progress=False, overlay=False)
+    res = subprocess.run(_cli(str(root), "--checkpoint", str(assets["checkpoint"]), "--tokenizer", str(assets["tokenizer"]),
+                              "--output", str(out), "--no-progress", "--no-overlay", "--no-plot"),
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
     assert sorted(p.name for p in (out / "val" / video).iterdir()) == [f"{f}.png" for f in frames]
     _, labels = _read_labels(out / "val" / video)
     assert labels.shape == (2, 480, 640)
-    assert [o.name for o in summary.videos[0].objects] == ["box", "right hand"]
+    assert [o["name"] for o in summary["videos"][0]["objects"]] == ["box", "right hand"]
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "val"]
 
 
@@ -212,16 +213,18 @@ def test_demo_model_is_the_default(assets, tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["weights_note"] == DEMO_NOTE
-    assert summary["settings"]["preset"] == "demo_small"
+    assert summary["settings"]["card"]["preset"] == "demo_small"
+    assert summary["settings"]["card"]["thresholds"]["pos_cls_thres"] == 0.49  # the demo's own gate (its card)
     assert len(list((out / assets["video"].stem).glob("*.png"))) == N_FRAMES
 
 
-def test_checkpoint_without_tokenizer_is_refused(assets, tmp_path):
+def test_official_checkpoint_without_tokenizer_is_refused(assets, tmp_path):
+    """A checkpoint without an embedded tokenizer (like the official one) needs --tokenizer; nothing is written."""
     res = subprocess.run(_cli(str(assets["video"]), "--action", "move box", "--objects", "box",
                               "--checkpoint", str(assets["checkpoint"]), "--output", str(tmp_path / "o")),
                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
-    assert "--tokenizer is required with --checkpoint" in res.stderr
+    assert "carries no tokenizer" in res.stderr and "--tokenizer" in res.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -240,4 +243,5 @@ def test_stream_writes_the_same_outputs(assets, run_result, tmp_path):
     assert [p.name for p in stream_pngs] == [p.name for p in offline_pngs]
     assert (stream_labels[-1] == offline_labels[-1]).mean() > 0.98
     assert (out / f"{video}_overlay.mp4").is_file()
-    assert json.loads((out / "summary.json").read_text())["settings"]["backend"] == "pytorch"
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["backend"] == "pytorch-cpu" and settings["rule"] == "causal"

@@ -160,7 +160,8 @@ def run(input: str | Path, output: str | Path, *, action: str | None = None, obj
     from actionvos.inference.video_io import open_source
     from actionvos.inference.writers import prepare_output_dir
     from actionvos.pipeline.drivers import StreamConfig
-    from actionvos.prompts import build_prompts
+    from actionvos.artifacts import check_device
+    from actionvos.prompts import build_prompts, check_action_objects, check_template, object_name
     from actionvos.runtime.session_builder import open_session
 
     output = Path(output)
@@ -171,15 +172,24 @@ def run(input: str | Path, output: str | Path, *, action: str | None = None, obj
 
         raise ConfigError("--window and --temporal belong to the causal rule; add --stream")
     check_output_dir(output, force)
+    if prompt_template is not None:
+        check_template(prompt_template)
+    if device is not None and backend in ("auto", "pytorch") and (model is None or not Path(model).is_dir()):
+        check_device(device)  # a PyTorch device (a folder's --device names an onnxruntime provider)
     source = open_source(input, split=split)
+    if source.kind == "expression_file":
+        if action is not None or objects is not None:
+            log.warning("the expression file's own prompts are used; --action/--objects are ignored")
+    else:
+        check_action_objects(action, objects)
     session = open_session(backend, model=model, tokenizer=tokenizer, device=device, preset=preset, threads=threads,
                            plugin_library=plugin_library, config=config, prompt_cache=prompt_cache)
     with session:
         driver = session if stream else ClipDriver(session.backend, config, session.tokenizer, session.cache)
         prompts = None
-        if source.kind == "expression_file":
-            if action is not None or objects is not None:
-                log.warning("the expression file's own prompts are used; --action/--objects are ignored")
+        if source.kind == "expression_file":  # name each object with the card's template ("bread used in ..." → bread)
+            for video in source.videos:
+                video.prompts = [Prompt(name=object_name(p.text, driver.template), text=p.text) for p in video.prompts]
         else:
             prompts = build_prompts(action, objects, driver.template)
         driver.set_prompts(prompts=prompts or source.videos[0].prompts)
