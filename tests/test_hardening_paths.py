@@ -110,21 +110,21 @@ def test_run_refuses_traversal_and_writes_nothing_outside(tmp_path):
 @pytest.mark.skipif(not box_video_path().is_file(), reason=f"shared data not found at {shared_dir()}")
 @pytest.mark.parametrize("name", ["../escape", "{abs}", "val/../../escape"])
 def test_offline_outputs_stay_inside(tmp_path, name):
-    """run_offline checks the output joins itself (the input side is not the only way a name gets there)."""
-    from actionvos.inference.offline import run_offline
-    from actionvos.prompts import build_prompts
+    """The sink checks the output joins itself (the input side is not the only way a name gets there)."""
+    from actionvos.artifacts import open_model
     from actionvos.inference.video_io import InputSource, VideoFileSource
-    from actionvos.model.checkpoint import load_model
-    from actionvos.model.text import load_tokenizer
+    from actionvos.pipeline.drivers import ClipDriver
+    from actionvos.pipeline.run import run_source
 
     assets = make_assets(tmp_path / "assets", frames=2)
     name = name.replace("{abs}", str(tmp_path / "escape"))
     video = VideoFileSource.open(assets["video"])
     video.name = name
-    model, cfg, _ = load_model(assets["checkpoint"])
+    backend, tok = open_model(assets["checkpoint"], backend="pytorch", device="cpu")
+    driver = ClipDriver(backend, None, tok)
+    prompts = driver.set_prompts("move box", "box")
     out = tmp_path / "out"
     with pytest.raises(InputError, match="refused"):
-        run_offline(InputSource("video", assets["video"], [video]), build_prompts("move box", "box", cfg.prompt_template),
-                    model, load_tokenizer(assets["tokenizer"]), cfg, out, progress=False)
+        run_source(InputSource("video", assets["video"], [video]), prompts, driver, out, progress=False)
     assert not (tmp_path / "escape").exists() and not (tmp_path / "escape_overlay.mp4").exists()
     assert not list(tmp_path.glob("*.png"))

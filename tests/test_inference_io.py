@@ -18,12 +18,14 @@ from actionvos.prompts import Prompt, build_prompts, check_template, parse_objec
 from actionvos.inference.video_io import FrameListSource, open_source  # noqa: E402
 from actionvos.inference.writers import OverlayWriter, davis_palette, write_label_png  # noqa: E402
 
+from actionvos.card import OFFICIAL_FACTS  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not box_video_path().is_file(), reason=f"shared data not found at {shared_dir()}")
 
 
 # ------------------------------------------------------------------ prompts (spec 4)
 def test_build_prompts_template_and_order():
-    prompts = build_prompts(" move box ", "box, pen ,right hand")
+    prompts = build_prompts(" move box ", "box, pen ,right hand", OFFICIAL_FACTS["prompt_template"])
     assert [p.name for p in prompts] == ["box", "pen", "right hand"]
     assert prompts[2].text == "right hand used in the action of move box"
     custom = build_prompts("Move Box", ["box"], "{object}, {action}")
@@ -45,7 +47,7 @@ def test_build_prompts_template_and_order():
 )
 def test_build_prompts_rejects(action, objects, match):
     with pytest.raises(InputError, match=match):
-        build_prompts(action, objects)
+        build_prompts(action, objects, OFFICIAL_FACTS["prompt_template"])
 
 
 @pytest.mark.parametrize("template", ["{object} only", "{action} only", "{object} {action} {verb}", "{object {action}"])
@@ -61,8 +63,9 @@ def test_parse_objects_limit():
 
 def test_prompts_from_expressions_key_order_and_names():
     exps = {"10": {"exp": "cup used in the action of x"}, "2": {"exp": "left hand used in the action of x"}, "0": {"exp": "free text"}}
-    prompts = prompts_from_expressions(exps, "v")
+    prompts = prompts_from_expressions(exps, "v", OFFICIAL_FACTS["prompt_template"])
     assert [p.name for p in prompts] == ["free text", "left hand", "cup"]
+    assert [p.name for p in prompts_from_expressions(exps, "v")] == [p.text for p in prompts]  # no card yet: whole text
     with pytest.raises(InputError, match="no 'exp'"):
         prompts_from_expressions({"0": {"exp": ""}}, "v")
 
@@ -123,7 +126,7 @@ def test_expression_file_minivisor():
     assert src.kind == "expression_file"
     video = src.videos[0]
     assert isinstance(video, FrameListSource) and video.name == "val/00000001_box_move_box"
-    assert video.prompts[0] == Prompt("box", "box used in the action of move box")
+    assert video.prompts[0].text == "box used in the action of move box"  # named with the card's template by `run`
     assert video.size == (480, 640)
     clip = next(video.clips(36))
     assert clip.names[0] == "frame_0000000320" and clip.frames.shape[0] == 8
@@ -188,56 +191,67 @@ def test_overlay_writer_frame_count(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v_overlay.mp4"]
 
 
-# ------------------------------------------------------------------ offline loop with a stand-in model
-class _FakeModel:
-    """Has the stage methods of the real model; masks follow image brightness, prompt 1 fails the gate."""
+# ------------------------------------------------------------------ the clip-rule loop with a stand-in backend
+class _FakeBackend:
+    """Implements the Backend interface in numpy: masks follow image brightness, prompt 1 fails the gate."""
 
-    def __init__(self, interrupt_on_clip: int | None = None):
-        self.calls = {"encode_text": 0, "encode_frames": 0, "decode": 0}
-        self.interrupt_on_clip = interrupt_on_clip
+    def __init__(self, card, interrupt_on_decode: int | None = None):
+        from actionvos.runtime.backends.base import BackendInfo
 
-    def eval(self):
-        return self
+        self.info = BackendInfo(name="fake", card=card)
+        self.calls = {"encode_text": 0, "encode_frame": 0, "decode": 0}
+        self.interrupt_on_decode = interrupt_on_decode
 
     def encode_text(self, input_ids, attention_mask):
+        from actionvos.runtime.prompt_cache import TextArrays
+
         self.calls["encode_text"] += 1
-        return {"P": input_ids.shape[0]}
+        P, L = input_ids.shape
+        return TextArrays(np.zeros((P, L, 8), np.float32), attention_mask == 0, np.zeros((P, 8), np.float32))
 
-    def encode_frames(self, frames):
-        self.calls["encode_frames"] += 1
-        if self.interrupt_on_clip is not None and self.calls["encode_frames"] == self.interrupt_on_clip:
-            raise KeyboardInterrupt
-        return frames
+    def bind_text(self, text):
+        return len(text)
 
-    def decode(self, frames, text):
-        import torch
+    def encode_frame(self, frame):
+        self.calls["encode_frame"] += 1
+        return frame
+
+    def decode(self, window, P):
+        from actionvos.runtime.backends.base import StepOutputs
 
         self.calls["decode"] += 1
-        P, (T, _, H, W), Q = text["P"], frames.shape, 5
-        m = torch.nn.functional.avg_pool2d(frames.mean(1, keepdim=True), 4)[:, 0]  # [T, H/4, W/4]
-        masks = torch.stack([torch.stack([(m - 0.2 * p) * 8 for _ in range(Q)], 1) for p in range(P)])
-        logits = torch.zeros(P, T, Q, 1)
+        if self.interrupt_on_decode is not None and self.calls["decode"] == self.interrupt_on_decode:
+            raise KeyboardInterrupt
+        x = np.stack(window).astype(np.float32).mean(-1) / 255.0  # [T, H, W]
+        T, H, W = x.shape
+        m = x[:, : H // 4 * 4, : W // 4 * 4].reshape(T, H // 4, 4, W // 4, 4).mean((2, 4))
+        Q = 5
+        masks = np.stack([np.stack([(m - 0.2 * p) * 8 for _ in range(Q)], 1) for p in range(P)]).astype(np.float32)
+        logits = np.zeros((P, T, Q), np.float32)
         logits[:, :, 1] = 1.0
-        positives = torch.tensor([[3.0 if p != 1 else -3.0] for p in range(P)])
-        return {"pred_logits": logits, "pred_boxes": torch.rand(P, T, Q, 4), "pred_masks": masks, "pred_positives": positives, "aux_outputs": []}
+        positives = np.array([3.0 if p != 1 else -3.0 for p in range(P)], np.float32)
+        return StepOutputs(query_logits=logits, mask_logits=masks, positive_logit=positives)
+
+    def close(self):
+        pass
 
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer(tmp_path_factory):
-    from actionvos.model.text import load_tokenizer
+    from actionvos.tokenizer import Tokenizer
 
-    return load_tokenizer(train_tiny_tokenizer(tmp_path_factory.mktemp("tok")))
+    return Tokenizer.from_dir(train_tiny_tokenizer(tmp_path_factory.mktemp("tok")))
 
 
 @pytest.fixture()
 def fake_setup(tmp_path):
-    pytest.importorskip("actionvos.model.postprocess")
+    from actionvos.card import InputRule, card_for_checkpoint
     from actionvos.model.config import get_preset
 
-    cfg = dataclasses.replace(get_preset("reference_tiny"), max_clip_frames=3, short_side=64)
+    card = dataclasses.replace(card_for_checkpoint(get_preset("reference_tiny"), "fake"),
+                               input=InputRule(short_side=64, max_clip_frames=3))
     clip = make_small_clip(tmp_path / "clip.mp4", frames=7, short_side=64)
-    prompts = build_prompts("move box", "box,pen,right hand")
-    return cfg, open_source(clip), prompts
+    return card, open_source(clip), build_prompts("move box", "box,pen,right hand", card.prompt_template)
 
 
 def _png_stats(folder: Path, n_objects: int):
@@ -249,53 +263,56 @@ def _png_stats(folder: Path, n_objects: int):
     return frames, [(int((a > 0).sum()), float(a[a > 0].mean()) if (a > 0).any() else 0.0) for a in areas]
 
 
-def test_run_offline_batches_and_caches(tmp_path, fake_setup, tiny_tokenizer):
-    from actionvos.inference.offline import run_offline
+def test_clip_rule_batches_and_caches(tmp_path, fake_setup, tiny_tokenizer):
+    from actionvos.pipeline.drivers import ClipDriver
+    from actionvos.pipeline.run import run_source
 
-    cfg, src, prompts = fake_setup
-    model = _FakeModel()
+    card, src, prompts = fake_setup
+    backend = _FakeBackend(card)
     out = tmp_path / "out"
-    summary = run_offline(src, prompts, model, tiny_tokenizer, cfg, out, progress=False)
-    assert model.calls == {"encode_text": 1, "encode_frames": 3, "decode": 3}  # clips of 3+3+1, text once
+    summary = run_source(src, prompts, ClipDriver(backend, None, tiny_tokenizer), out, progress=False)
+    assert backend.calls == {"encode_text": 1, "encode_frame": 7, "decode": 3}  # clips of 3+3+1, text once
     frames, stats = _png_stats(out / "clip", 3)
     assert [p.name for p in frames] == [f"{i:05d}.png" for i in range(7)]
     data = json.loads((out / "summary.json").read_text())
     assert data["interrupted"] is False and data["frames_written"] == 7
     objs = data["videos"][0]["objects"]
     assert [o["passed_gate"] for o in objs] == [[True] * 3, [False] * 3, [True] * 3]
+    assert [o["selected_query"] for o in objs] == [[1] * 3] * 3
     assert objs[1]["frames_with_mask"] == 0  # gated prompt: zeroed masks
     for o, (n, area) in zip(objs, stats):
         assert o["frames_with_mask"] == n and o["mean_mask_area_px"] == pytest.approx(area, abs=1e-3)
-    assert set(data["timings_s"]) >= {"read_frames", "preprocess", "encode_text", "encode_frames", "decode", "postprocess", "write"}
-    assert summary.videos[0].frames_written == 7
+        assert len(o["positive_prob_per_frame"]) == 7
+    assert set(data["timings_s"]) >= {"read_frames", "resize", "encode_text", "encode_frame", "decode", "postprocess", "write"}
+    assert summary.videos[0].frames_written == 7 and (out / "clip_positive_prob.png").is_file()
 
 
-def test_run_offline_ctrl_c_keeps_finished_frames(tmp_path, fake_setup, tiny_tokenizer):
-    import cv2
+def test_clip_rule_ctrl_c_keeps_finished_frames(tmp_path, fake_setup, tiny_tokenizer):
+    from actionvos.pipeline.drivers import ClipDriver
+    from actionvos.pipeline.run import run_source
+    from actionvos.video_out import probe_video
 
-    from actionvos.inference.offline import run_offline
-
-    cfg, src, prompts = fake_setup
+    card, src, prompts = fake_setup
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        run_offline(src, prompts, _FakeModel(interrupt_on_clip=2), tiny_tokenizer, cfg, out, progress=False)
+        run_source(src, prompts, ClipDriver(_FakeBackend(card, interrupt_on_decode=2), None, tiny_tokenizer), out,
+                   progress=False)
     data = json.loads((out / "summary.json").read_text())
     assert data["interrupted"] is True and data["frames_written"] == 3
     assert sorted(p.name for p in (out / "clip").iterdir()) == ["00000.png", "00001.png", "00002.png"]
-    assert sorted(p.name for p in out.iterdir()) == ["clip", "clip_overlay.mp4", "summary.json"]  # no temporary files
-    cap = cv2.VideoCapture(str(out / "clip_overlay.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    assert sorted(p.name for p in out.iterdir()) == ["clip", "clip_overlay.mp4", "clip_positive_prob.png", "summary.json"]
+    assert probe_video(out / "clip_overlay.mp4").frames == 3
 
 
-def test_tokenizer_must_fit_checkpoint_vocabulary(tiny_tokenizer):
+def test_tokenizer_must_fit_the_model(tiny_tokenizer):
+    from actionvos.card import card_for_checkpoint
     from actionvos.errors import ConfigError
-    from actionvos.inference.offline import tokenize_prompts
     from actionvos.model.config import RobertaSettings, get_preset
 
-    prompts = build_prompts("move box", "box,right hand")
-    cfg = get_preset("reference_tiny")
-    ids, mask = tokenize_prompts(tiny_tokenizer, prompts, cfg)
+    card = card_for_checkpoint(get_preset("reference_tiny"), "x")
+    prompts = [p.text for p in build_prompts("move box", "box,right hand", card.prompt_template)]
+    ids, mask = tiny_tokenizer.encode_for(prompts, card)
     assert ids.shape == mask.shape and ids.shape[0] == 2 and ids[0, 0] == 0
-    small = dataclasses.replace(cfg, text=RobertaSettings(vocab_size=100))
+    small = dataclasses.replace(card, config=dataclasses.replace(card.config, text=RobertaSettings(vocab_size=100)))
     with pytest.raises(ConfigError, match="--tokenizer"):
-        tokenize_prompts(tiny_tokenizer, prompts, small)
+        tiny_tokenizer.encode_for(prompts, small)
