@@ -286,6 +286,9 @@ class CausalDriver(Driver):
     def __init__(self, backend: Backend, config: StreamConfig | None, tokenizer: Tokenizer, cache: PromptCache | None = None):
         super().__init__(backend, config, tokenizer, cache)
         T = self.card.window
+        if T is None and self.config.window > self.card.input.max_clip_frames:
+            raise ConfigError(f"--window {self.config.window} is longer than the model's clips "
+                              f"({self.card.input.max_clip_frames} frames); pass --window {self.card.input.max_clip_frames} or less")
         if T is not None and T != self.config.window:
             raise ConfigError(f"--window {self.config.window} but the {backend.info.name} graph takes clips of {T} frames; "
                               f"pass --window {T} or export the graph with that many frames")

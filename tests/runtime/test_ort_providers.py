@@ -116,7 +116,7 @@ def test_engine_and_checkpoint_choices():
 
 def test_onnx_folder_facts(tmp_path):
     assert onnx_folder_facts(tmp_path) == (None, False)
-    (tmp_path / "export_manifest.json").write_text(json.dumps({"options": {"msda": "plugin"}}))
+    (tmp_path / "card.json").write_text(json.dumps({"msda": "plugin"}))  # the card says how MSDA runs
     for r in ("text_encoder", "segmenter"):
         (tmp_path / f"{r}.engine").write_bytes(b"x")
     assert onnx_folder_facts(tmp_path) == ("plugin", True)

@@ -101,9 +101,10 @@ def test_window_reuses_features_and_matches_offline_clip(torch_backend, tokenize
         np.testing.assert_allclose(o.prob, pred.mask_prob[i, -1].numpy(), atol=1e-4)
 
 
-def test_window_must_match_static_graph(ort_backend, tokenizer):
+def test_window_must_fit_the_graph(ort_backend, tokenizer):
+    """The window decoder takes 1..max_clip_frames frames: a longer causal window is refused before any frame."""
     with pytest.raises(ConfigError, match="--window"):
-        StreamSession(ort_backend, StreamConfig(window=4), tokenizer)
+        StreamSession(ort_backend, StreamConfig(window=ort_backend.info.card.input.max_clip_frames + 1), tokenizer)
 
 
 def test_errors_and_sizes(ort_backend, tokenizer, box_frames):
@@ -144,8 +145,8 @@ def test_set_prompts_restarts_the_statistics(ort_backend, tokenizer, box_frames)
     s.set_prompts(ACTION, OBJECTS)
     for f in box_frames[:3]:
         s.step(f)
-    assert s.state.steps_since_prompts == 3 and s.state.positive.count == 3
+    assert s.steps_since_prompts == 3 and s.positive.count == 3
     s.set_prompts("rotate bottle", "bottle")
-    assert s.state.steps_since_prompts == 0 and s.state.positive.count == 0
+    assert s.steps_since_prompts == 0 and s.positive.count == 0
     r = s.step(box_frames[3])
     assert [o.name for o in r.objects] == ["bottle"] and r.index == 3

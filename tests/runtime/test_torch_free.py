@@ -21,12 +21,13 @@ class Block:
 sys.meta_path.insert(0, Block())
 import numpy as np
 from actionvos.runtime.session_builder import open_session
-s = open_session("auto", onnx=sys.argv[1], tokenizer=sys.argv[2], threads=2)
+s = open_session("auto", onnx=sys.argv[1], threads=2)  # the export folder carries its tokenizer and card
 assert s.backend.info.name == "onnxruntime-cpu", s.backend.info.name
 s.set_prompts("move box", "box,pen")
 r = s.step(np.zeros((60, 80, 3), np.uint8))
 assert r.labels.shape == (60, 80)
-from actionvos.runtime import camera, capture, files, hud, cli  # the app modules too
+from actionvos.runtime import camera, capture, hud, cli, serve  # the app modules too
+from actionvos.pipeline import run, sink  # the file pipeline too
 assert not any(m.split(".")[0] == "torch" for m in sys.modules), "torch was imported"
 print("OK", len(r.objects))
 '''

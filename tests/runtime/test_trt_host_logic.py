@@ -299,7 +299,7 @@ def test_missing_tensorrt_says_what_to_install(tmp_path):
     from actionvos.runtime.backends.tensorrt import TrtBackend
 
     with pytest.raises(ConfigError, match=r"pip install tensorrt"):
-        TrtBackend(tmp_path)
+        TrtBackend(tmp_path, None)
 
 
 # ---------------------------------------------------------------------- CUDA-graph schedule (defect 6)

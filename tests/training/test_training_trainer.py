@@ -106,9 +106,9 @@ def test_epochs_schedule_checkpoints_and_resume(data, tok, tmp_path):
     assert res.epochs_completed == 2 and res.steps == 8  # 2 videos x 2 expressions x 1 start, batch 1
     assert res.last_loss is not None and all(k in res.last_losses for k in ("loss_ce", "loss_positive_labels"))
     state, meta = read_checkpoint(out / "checkpoint.pth")
-    assert {"optimizer", "lr_scheduler", "epoch", "args", "config"} <= set(meta)
+    assert {"optimizer", "lr_scheduler", "epoch", "args", "card", "tokenizer"} <= set(meta)
     assert meta["epoch"] == 1 and meta["epoch_complete"] and meta["global_step"] == 8
-    assert meta["args"]["lr_drop"] == [1] and meta["config"]["name"] == "demo_small"
+    assert meta["args"]["lr_drop"] == [1] and meta["card"]["config"]["name"] == "demo_small"
     assert (out / "checkpoint0001.pth").is_file()
     assert meta["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)  # one milestone: x0.1 after epoch 0
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
