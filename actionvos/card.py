@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from actionvos.errors import ConfigError, InputError
-from actionvos.model.config import ModelConfig
+from actionvos.model.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 
 __all__ = [
     "CARD_SCHEMA_VERSION",
@@ -71,9 +71,6 @@ ONNX_CARD_KEY = "actionvos.card"
 #: How MSDA runs: the PyTorch module, our TensorRT custom op, or decomposed into ONNX GridSample.
 MSDA_MODES = ("torch", "plugin", "onnx")
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 class Precision(str, enum.Enum):
     """Numeric precision of an artifact's weights and activations."""
@@ -98,8 +95,8 @@ class InputRule:
     short_side: int
     max_clip_frames: int
     size: tuple[int, int] | None = None
-    mean: tuple[float, float, float] = _IMAGENET_MEAN
-    std: tuple[float, float, float] = _IMAGENET_STD
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def check(self) -> "InputRule":
         """Return self, or raise :class:`ConfigError` naming the bad value."""

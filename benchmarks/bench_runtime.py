@@ -23,6 +23,7 @@ Prints one Markdown table naming the device.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -123,7 +124,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from actionvos.runtime.backends.onnxruntime import OrtBackend
     from actionvos.runtime.backends.pytorch import TorchBackend
-    from actionvos.pipeline.frames import model_input_size
     from actionvos.tokenizer import Tokenizer
 
     tmp = tempfile.TemporaryDirectory()
@@ -137,7 +137,8 @@ def main() -> None:
     frames = read_frames(args.video, args.frames)
     torch_dev = "cuda" if torch.cuda.is_available() else "cpu"
     tb = TorchBackend.from_checkpoint(args.checkpoint, device=torch_dev)
-    size = model_input_size(*frames[0].shape[:2], args.short_side or tb.cfg.short_side)
+    rule = tb.info.card.input
+    size = (dataclasses.replace(rule, short_side=args.short_side) if args.short_side else rule).model_size(*frames[0].shape[:2])
     onnx_dir = args.onnx
     if onnx_dir is None:
         from actionvos.export.exporter import export_model

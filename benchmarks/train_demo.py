@@ -70,21 +70,35 @@ def train_prompt_tokenizer(data: Path, out: Path, vocab_size: int = 1000) -> Pat
 def install(checkpoint: Path, tok_dir: Path, facts: dict) -> Path:
     """Write ``actionvos/demo/actionvos_demo_small.pth`` (weights + config with ``short_side=192`` + ``demo_note`` +
     ``training`` facts; no optimizer state) and copy the tokenizer to ``actionvos/demo/tokenizer/``."""
+    import torch
+
+    from actionvos.artifacts import checkpoint_extras
+    from actionvos.card import InputRule, card_for_checkpoint
+    from actionvos.io_utils import atomic_path
     from actionvos.model.builder import build_model
-    from actionvos.model.checkpoint import load_state_dict_strict, read_checkpoint, save_checkpoint
+    from actionvos.model.checkpoint import load_state_dict_strict, read_checkpoint, weights_sha256
     from actionvos.model.config import get_preset
+    from actionvos.tokenizer import Tokenizer
 
     state, meta = read_checkpoint(checkpoint)
-    mcfg = dataclasses.replace(get_preset("demo_small"), short_side=192)
+    mcfg = get_preset("demo_small")
     model = build_model(mcfg)
     load_state_dict_strict(model, state)
     demo = REPO / "actionvos" / "demo"
     path = demo / "actionvos_demo_small.pth"
-    save_checkpoint(path, model, mcfg, extra={"demo_note": DEMO_NOTE, "training": facts, "epoch": meta.get("epoch"),
-                                             "args": meta.get("args")})
     (demo / "tokenizer").mkdir(parents=True, exist_ok=True)
     for name in ("vocab.json", "merges.txt"):
         shutil.copyfile(tok_dir / name, demo / "tokenizer" / name)
+    tok = Tokenizer.from_dir(demo / "tokenizer")
+    # the card: the training scale (short side 192); the gate threshold is chosen afterwards on the training split
+    # (benchmarks/eval_demo.py --choose-on train, recorded with benchmarks/demo_card.py)
+    card = dataclasses.replace(card_for_checkpoint(mcfg, weights_sha256(model.state_dict()), tokenizer_sha256=tok.sha256,
+                                                   weights_note=DEMO_NOTE),
+                               input=InputRule(short_side=192, max_clip_frames=36))
+    obj = {"model": model.state_dict(), **checkpoint_extras(card, tok), "demo_note": DEMO_NOTE, "training": facts,
+           "epoch": meta.get("epoch")}
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     print(f"installed {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return path
 

@@ -83,8 +83,9 @@ def actual(shared, fixture):
         for s in (32, 16, 8):
             r[f"fpn_y_s{s}"] = cap[f"fpn_y_s{s}"][sl]
         res.update({f"p{p}_{k}": v.numpy() for k, v in r.items()})
-    res["merged_labels"] = merge_labels(pred.mask_prob_gated).numpy()
-    res["merged_labels_nogate"] = merge_labels(pred.mask_prob).numpy()
+    # the merge constants the fixture's config states ("values < 0.5 set to 0 -> prepend background plane 0.1")
+    res["merged_labels"] = merge_labels(pred.mask_prob_gated, threshold=0.5, background=0.1).numpy()
+    res["merged_labels_nogate"] = merge_labels(pred.mask_prob, threshold=0.5, background=0.1).numpy()
     return res
 
 

@@ -5,10 +5,10 @@ Wire into the main app with :func:`register` (``actionvos/cli.py``). Heavy impor
 Typical flow (FP32 graphs exported with ``--msda onnx``)::
 
     actionvos calibrate collect --input box.mp4 --action "move box" --objects "box,pen,right hand" \\
-        --onnx out/fp32 --tokenizer tok --out calib.npz
+        --onnx out/fp32 --out calib.npz
     actionvos calibrate collect --input cup.mp4 --action "rotate bottle" --objects "bottle,right hand" \\
-        --onnx out/fp32 --tokenizer tok --out calib.npz --append
-    actionvos calibrate collect --input minivisor --split val --onnx out/fp32 --tokenizer tok --out calib.npz --append
+        --onnx out/fp32 --out calib.npz --append
+    actionvos calibrate collect --input minivisor --split val --onnx out/fp32 --out calib.npz --append
     actionvos calibrate fp16 --onnx out/fp32 --data calib.npz --out out/fp16
     actionvos calibrate int8 --onnx out/fp32 --data calib.npz --method percentile --out out/int8
     actionvos calibrate report --reference out/fp32 --candidates fp16=out/fp16,int8=out/int8 --data calib.npz \\
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from actionvos import cli_options as opts
 
 __all__ = ["app", "register"]
 
@@ -46,7 +48,7 @@ def collect(
     height: Optional[int] = typer.Option(None, "--height", help="Input height in pixels (with --checkpoint)."),
     width: Optional[int] = typer.Option(None, "--width", help="Input width in pixels (with --checkpoint)."),
     frames: int = typer.Option(1, "--frames", help="Clip length T (with --checkpoint)."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: the one recorded in the graphs)."),
+    tokenizer: opts.Tokenizer = None,
     split: str = typer.Option("val", "--split", help="Dataset split for dataset inputs."),
     per_video: int = typer.Option(8, "--per-video", help="Clips per video / dataset sequence, evenly spaced over time."),
     out: Path = typer.Option(..., "--out", "-o", help="Calibration file to write (.npz)."),
@@ -57,7 +59,6 @@ def collect(
     """Collect real clips + prompts pre-processed as the runtime feeds them; write them once to an .npz."""
     from actionvos.calibration.clips import merge_calibration
     from actionvos.calibration.collect import collect_calibration
-    from actionvos.calibration.common import load_graph_dir
     from actionvos.calibration.npz_store import load_calibration, save_calibration
     from actionvos.calibration.sources import InputSpec
     from actionvos.errors import ConfigError, InputError
@@ -72,11 +73,6 @@ def collect(
             raise InputError("every --prompt must be a non-empty string")
         prompts = [(p, p) for p in prompt]
     # --action/--objects become prompts with the model's own template when the inputs are opened
-    if tokenizer is None:
-        recorded = load_graph_dir(onnx).facts.tokenizer if onnx is not None else None
-        if not recorded:
-            raise ConfigError("pass --tokenizer (the folder with the model's vocab.json and merges.txt)")
-        tokenizer = Path(recorded)
     existing = None
     if append:
         if not out.is_file():

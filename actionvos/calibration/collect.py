@@ -100,15 +100,20 @@ def collect_calibration(
     else:
         if height is None or width is None:
             raise ConfigError("--checkpoint needs --height and --width (the export input size in pixels)")
-        from actionvos.model.checkpoint import load_model
+        from actionvos.artifacts import read_checkpoint_artifact
 
-        model, cfg, _ = load_model(checkpoint)
-        model.eval()
-        facts = checkpoint_facts(checkpoint, cfg, frames, height, width)
+        art = read_checkpoint_artifact(checkpoint, tokenizer=tokenizer)
+        model = art.model.eval()
+        facts = checkpoint_facts(art.card, frames, height, width)
     T, H, W = facts.frames, facts.height, facts.width
     model_hash, template, hidden = facts.model_hash, facts.prompt_template, facts.hidden_dim
     max_tokens, vocab = facts.max_tokens, facts.vocab_size
-    tok = Tokenizer.from_dir(tokenizer)
+    if checkpoint is not None:
+        tok = art.tokenizer
+    else:  # the export folder carries its tokenizer; --tokenizer must then be the same files
+        from actionvos.artifacts import read_folder_artifact
+
+        tok = read_folder_artifact(onnx_dir, tokenizer)[1]
     encoder = TextFeatureEncoder(graphs, model, threads)
 
     videos: list[VideoInput] = []

@@ -150,20 +150,20 @@ def read_model_facts(text: Path, segmenter: Path, flag: str = "--onnx") -> tuple
     return ModelFacts(model_hash=model_hash, max_tokens=max_tokens, **facts), meta
 
 
-def checkpoint_facts(checkpoint: Path, cfg, frames: int, height: int, width: int) -> ModelFacts:
+def checkpoint_facts(card, frames: int, height: int, width: int) -> ModelFacts:
     """Model facts of a PyTorch checkpoint for ``calibrate collect --checkpoint`` (input size from the options).
 
     Args:
-        checkpoint: the ``.pth`` (hashed: equal to the ``checkpoint_sha256`` of graphs exported from it).
-        cfg: its :class:`actionvos.model.config.ModelConfig`. frames, height, width: the export size (T, pixels).
+        card: the checkpoint's :class:`~actionvos.card.ModelCard` (its ``checkpoint_sha256`` equals that of the graphs
+            exported from it). frames, height, width: the export size (T, pixels).
     """
-    from actionvos.model.checkpoint import file_sha256
-
-    sha = file_sha256(checkpoint)
-    return ModelFacts(frames=int(frames), height=int(height), width=int(width), pos_thres=float(cfg.pos_cls_thres),
-                      mask_threshold=float(cfg.mask_threshold), prompt_template=cfg.prompt_template, model_hash=sha,
-                      precision="fp32", hidden_dim=int(cfg.hidden_dim), vocab_size=int(cfg.text.vocab_size),
-                      max_tokens=512, msda="torch", tokenizer="", weights_note="", checkpoint_sha256=sha)
+    cfg = card.config
+    return ModelFacts(frames=int(frames), height=int(height), width=int(width),
+                      pos_thres=float(card.thresholds.pos_cls_thres), mask_threshold=float(card.thresholds.mask_threshold),
+                      prompt_template=card.prompt_template, model_hash=card.checkpoint_sha256, precision="fp32",
+                      hidden_dim=int(cfg.hidden_dim), vocab_size=int(cfg.text.vocab_size), max_tokens=card.max_text_tokens,
+                      msda="torch", tokenizer=card.tokenizer_sha256 or "", weights_note=card.weights_note or "",
+                      checkpoint_sha256=card.checkpoint_sha256)
 
 
 def derived_props(source_props: dict[str, str], precision: str, record: dict[str, Any]) -> dict[str, str]:

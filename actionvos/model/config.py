@@ -18,14 +18,15 @@ __all__ = [
     "get_preset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "PROMPT_TEMPLATE",
+    "DEPLOYMENT_KEYS",
 ]
 
 #: ImageNet normalisation applied after ``/255`` (spec 3.1).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: The ``promptaction`` template of the released model (spec 4).
-PROMPT_TEMPLATE = "{object} used in the action of {action}"
+#: Deployment facts that version 0.1 stored in the config; they are the model card's now (:mod:`actionvos.card`).
+#: :meth:`ModelConfig.from_dict` drops them (the card reader takes them from the raw dict).
+DEPLOYMENT_KEYS = ("short_side", "max_clip_frames", "pos_cls_thres", "mask_threshold", "background_prob", "prompt_template")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ class RobertaSettings:
 class ModelConfig:
     """Every architectural hyper-parameter of ActionVOS-ReferFormer.
 
-    Defaults are the released RF-R101 ActionVOS model (spec section 1). Instances are immutable;
+    Defaults are the released RF-R101 ActionVOS model (spec section 1). Architecture only: how a deployed model is
+    fed and post-processed (input rule, thresholds, template) is its model card's (:mod:`actionvos.card`). Instances
+    are immutable;
     use :func:`dataclasses.replace` to derive variants, and :meth:`to_dict` / :meth:`from_dict` to
     store them beside checkpoints and exported artifacts.
     """
@@ -88,13 +91,6 @@ class ModelConfig:
     fpn_sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)  # strides 4, 8, 16, 32
     use_positive_cls: bool = True  # always True: ActionVOS (a plain ReferFormer checkpoint must be fine-tuned)
     text: RobertaSettings = field(default_factory=RobertaSettings)
-    # Inference / post-processing (spec 3.1, 3.9)
-    short_side: int = 360
-    max_clip_frames: int = 36
-    pos_cls_thres: float = 0.75
-    mask_threshold: float = 0.5
-    background_prob: float = 0.1
-    prompt_template: str = PROMPT_TEMPLATE
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -135,7 +131,7 @@ class ModelConfig:
         Raises:
             ValueError: on unknown keys (the dict came from another tool or a newer version).
         """
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k not in DEPLOYMENT_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -1,4 +1,7 @@
-"""Pre- and post-processing of the official inference rule (spec 3.1 and 3.9).
+"""Pre- and post-processing of the official inference rule (spec 3.1 and 3.9): the torch reference implementation.
+
+The pipeline runs the same rules in numpy (:mod:`actionvos.pipeline.frames`, tested against this module); the
+constants (short side, gate, mask threshold, background) come from the caller, i.e. from a model card.
 
 * :func:`preprocess_frames` — PIL bilinear resize to a shorter side of 360 (torchvision ``T.Resize(360)`` on PIL
   images), ``/255``, ImageNet normalisation.
@@ -22,7 +25,7 @@ __all__ = ["resized_size", "preprocess_frames", "normalize_frames", "ClipPredict
            "merge_labels"]
 
 
-def resized_size(height: int, width: int, short_side: int = 360) -> tuple[int, int]:
+def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     """Output ``(H, W)`` of torchvision ``Resize(short_side)``: the short side becomes ``short_side``, the long side
     ``int(short_side * long / short)`` (truncated), no max size. E.g. 480×854 → 360×640."""
     if height <= width:
@@ -38,7 +41,7 @@ def normalize_frames(frames_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def preprocess_frames(frames_uint8: np.ndarray, short_side: int = 360) -> torch.Tensor:
+def preprocess_frames(frames_uint8: np.ndarray, short_side: int) -> torch.Tensor:
     """Resize and normalise RGB frames as the reference does.
 
     Args:
@@ -87,7 +90,7 @@ def select_queries(pred_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return scores, scores.argmax(-1)
 
 
-def clip_predictions(outputs: dict, out_size: tuple[int, int], pos_thres: float = 0.75,
+def clip_predictions(outputs: dict, out_size: tuple[int, int], pos_thres: float,
                      frames: slice | None = None) -> ClipPrediction:
     """Apply spec 3.9 steps 1–3 to the model outputs of one clip.
 
@@ -114,7 +117,7 @@ def clip_predictions(outputs: dict, out_size: tuple[int, int], pos_thres: float 
     return ClipPrediction(scores, idx, positive, passed, prob, gated)
 
 
-def merge_labels(mask_prob: torch.Tensor, threshold: float = 0.5, background: float = 0.1) -> torch.Tensor:
+def merge_labels(mask_prob: torch.Tensor, threshold: float, background: float) -> torch.Tensor:
     """Merge per-prompt probabilities into one label map (spec 3.9 step 4).
 
     Args:

@@ -59,7 +59,7 @@ def test_running_mean_equals_offline_rule(torch_backend, tokenizer, box_frames):
     model = torch_backend.model
     with torch.no_grad():
         out = model(normalize_frames(small), torch.from_numpy(ids), torch.from_numpy(mask))
-    pred = clip_predictions(out, out_size=(480, 640))
+    pred = clip_predictions(out, out_size=(480, 640), pos_thres=torch_backend.info.card.thresholds.pos_cls_thres)
     last = results[-1]
     for i, o in enumerate(last.objects):
         np.testing.assert_allclose(o.query_scores, pred.query_scores[i].numpy(), atol=1e-5)
@@ -95,7 +95,7 @@ def test_window_reuses_features_and_matches_offline_clip(torch_backend, tokenize
     small = np.stack([resize_frame(f, INPUT_SIZE) for f in frames])
     with torch.no_grad():
         out = torch_backend.model(normalize_frames(small), torch.from_numpy(ids), torch.from_numpy(mask))
-    pred = clip_predictions(out, out_size=(480, 640))
+    pred = clip_predictions(out, out_size=(480, 640), pos_thres=torch_backend.info.card.thresholds.pos_cls_thres)
     for i, o in enumerate(results[-1].objects):
         assert o.selected_query == int(pred.selected_query[i])
         np.testing.assert_allclose(o.prob, pred.mask_prob[i, -1].numpy(), atol=1e-4)
