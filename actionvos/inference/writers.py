@@ -8,6 +8,7 @@ files only. :func:`prepare_output_dir` makes ``--force`` replace an earlier run'
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import json
 import logging
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from actionvos.errors import ActionVOSError, InputError
-from actionvos.io_utils import (atomic_path, atomic_write_bytes, atomic_write_json, clean_stale_temps,
+from actionvos.io_utils import (TEMP_PATTERN, atomic_path, atomic_write_bytes, atomic_write_json, clean_stale_temps,
                                 describe_os_error, safe_child)
 from actionvos.signals import deferred_termination, hold_termination, interrupt_signal_name
 from actionvos.render import LegendRow, davis_palette, render_overlay
@@ -389,6 +390,35 @@ def _output_like(output: Path, max_depth: int = 3) -> set[Path]:
     return found
 
 
+def check_output_dir(output: str | os.PathLike, force: bool) -> bool:
+    """Check, without writing anything, that ``output`` can receive a run; True when it already holds files.
+
+    Leftover temporary files of a killed run (``.{name}.*.tmp*``) do not count as content.
+
+    Raises:
+        InputError: ``output`` is a file, lies under a file, is not writable, or holds outputs while ``force`` is False.
+    """
+    output = Path(output)
+    if not output.exists():
+        parent = output.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(f"cannot create output folder {str(output)!r}: {str(parent)!r} is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"cannot create output folder {str(output)!r}: {str(parent)!r} is not writable")
+        return False
+    if not output.is_dir():
+        raise InputError(f"output {str(output)!r} is a file, not a folder; pass --output with a folder")
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {str(output)!r} is not writable; choose another --output")
+    if not any(not fnmatch.fnmatchcase(p.name, TEMP_PATTERN) for p in output.iterdir()):
+        return False
+    if not force:
+        raise InputError(f"output folder {str(output)!r} is not empty; pass --force to replace its earlier outputs")
+    return True
+
+
 def prepare_output_dir(output: str | os.PathLike, force: bool, video_names: Iterable[str] = (),
                        started: float | None = None) -> None:
     """Make ``output`` ready for a run that writes ``video_names``; with ``force`` replace an earlier run as a whole.
@@ -420,24 +450,11 @@ def prepare_output_dir(output: str | os.PathLike, force: bool, video_names: Iter
     output = Path(output)
     started = time.time() if started is None else started
     names = list(video_names)
-    if not output.exists():
-        parent = output.parent
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir():
-            raise InputError(f"cannot create output folder {str(output)!r}: {str(parent)!r} is a file")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise InputError(f"cannot create output folder {str(output)!r}: {str(parent)!r} is not writable")
+    if not check_output_dir(output, force):
         return
-    if not output.is_dir():
-        raise InputError(f"output {str(output)!r} is a file, not a folder")
-    if not os.access(output, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {str(output)!r} is not writable")
     clean_stale_temps(output, older_than=started)
     if not any(output.iterdir()):
         return
-    if not force:
-        raise InputError(f"output folder {str(output)!r} is not empty; pass --force to replace its earlier outputs")
     old = _read_old_summary(output)
     recorded = {v["name"]: [v.get("overlay"), v.get("plot")] for v in old["videos"]} if old is not None else {}
     remove: list[Path] = []

@@ -21,7 +21,7 @@ from actionvos.pipeline.drivers import STEP_STAGES, CausalDriver, ClipDriver, Dr
 from actionvos.pipeline.sink import VideoSink, settings_of
 from actionvos.prompts import Prompt
 
-__all__ = ["run", "run_source", "check_output_dir", "READ_CHUNK"]
+__all__ = ["run", "run_source", "READ_CHUNK"]
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def run(input: str | Path, output: str | Path, *, action: str | None = None, obj
         ConfigError / InputError / CheckpointError: one line naming the problem and the fix.
     """
     from actionvos.inference.video_io import open_source
-    from actionvos.inference.writers import prepare_output_dir
+    from actionvos.inference.writers import check_output_dir, prepare_output_dir
     from actionvos.pipeline.drivers import StreamConfig
     from actionvos.artifacts import check_device
     from actionvos.prompts import build_prompts, check_action_objects, check_template, object_name
@@ -197,29 +197,3 @@ def run(input: str | Path, output: str | Path, *, action: str | None = None, obj
         return run_source(source, prompts, driver, output, overlay=overlay, plot=plot, progress=progress,
                           settings={"model": str(model) if model is not None else "bundled demo",
                                     "tokenizer": driver.tokenizer.source})
-
-
-def check_output_dir(path: Path, force: bool) -> None:
-    """Check that ``path`` can be created or written, without creating it.
-
-    Raises:
-        InputError: ``path`` is a file, lies under a file, is not writable, or is a non-empty folder while ``force`` is
-            False.
-    """
-    import os
-
-    if path.exists():
-        if not path.is_dir():
-            raise InputError(f"output {str(path)!r} is a file, not a folder; pass --output with a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise InputError(f"output folder {str(path)!r} is not writable; choose another --output")
-        if not force and any(path.iterdir()):
-            raise InputError(f"output folder {str(path)!r} is not empty; pass --force to replace the earlier run")
-        return
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"cannot create output folder {str(path)!r}: {str(parent)!r} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot create output folder {str(path)!r}: {str(parent)!r} is not writable")
