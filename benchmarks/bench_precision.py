@@ -80,15 +80,14 @@ def _collect(onnx_dir: Path, tok: Path, work: Path, per_video: int, rebuild: boo
     from actionvos.calibration.collect import collect_calibration
     from actionvos.calibration.npz_store import save_calibration
     from actionvos.calibration.sources import InputSpec
-    from actionvos.prompts import build_prompts
 
     path = work / "calib.npz"
     if path.is_file() and not rebuild:
         return path
     vids = SHARED / "data" / "videos"
     specs = [
-        InputSpec(vids / "box.mp4", [(p.name, p.text) for p in build_prompts("move box", "box,pen,right hand")]),
-        InputSpec(vids / "cup.mp4", [(p.name, p.text) for p in build_prompts("rotate bottle", "bottle,right hand")]),
+        InputSpec(vids / "box.mp4", action="move box", objects="box,pen,right hand"),  # the model card's template
+        InputSpec(vids / "cup.mp4", action="rotate bottle", objects="bottle,right hand"),
         InputSpec(SHARED / "data" / "minivisor", None, "val"),
     ]
     data = collect_calibration(specs, tokenizer=tok, onnx_dir=onnx_dir, per_video=per_video, progress=False)

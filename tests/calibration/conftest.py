@@ -60,13 +60,12 @@ def calib_file(tmp_path_factory, fp32_dir, tokenizer_dir) -> Path:
     from actionvos.calibration.collect import collect_calibration
     from actionvos.calibration.npz_store import save_calibration
     from actionvos.calibration.sources import InputSpec
-    from actionvos.prompts import build_prompts
 
     box = videos_dir() / "box.mp4"
     if not box.is_file() or not (minivisor_dir() / "ImageSets" / "val.json").is_file():
         pytest.skip(f"real frames not found under {shared_dir()}; set ACTIONVOS_SHARED")
-    prompts = [(p.name, p.text) for p in build_prompts("move box", "box,pen,right hand")]
-    data = collect_calibration([InputSpec(box, prompts), InputSpec(minivisor_dir(), None, "val")],
+    data = collect_calibration([InputSpec(box, action="move box", objects="box,pen,right hand"),
+                                InputSpec(minivisor_dir(), None, "val")],
                                tokenizer=tokenizer_dir, onnx_dir=fp32_dir, per_video=2, progress=False)
     path = tmp_path_factory.mktemp("calib") / "calib.npz"
     save_calibration(path, data)
