@@ -40,11 +40,11 @@ def _groups(text: Optional[str]) -> Optional[list[str]]:
 def collect(
     input: List[Path] = typer.Option(..., "--input", "-i", help="Video file, frame folder, ActionVOS dataset root "
                                      "(ImageSets/{split}.json) or expression_file.json; repeatable."),
-    action: Optional[str] = typer.Option(None, "--action", help="Narration for video/folder inputs, e.g. \"move box\"."),
-    objects: Optional[str] = typer.Option(None, "--objects", help="Comma-separated objects, e.g. \"box,pen,right hand\"."),
+    action: opts.Action = None,
+    objects: opts.Objects = None,
     prompt: Optional[List[str]] = typer.Option(None, "--prompt", help="Explicit prompt text (repeatable); instead of --action/--objects."),
-    onnx: Optional[Path] = typer.Option(None, "--onnx", help="FP32 export directory (--msda onnx): input size, text features, model hash."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Instead of --onnx: text features from the PyTorch model."),
+    onnx: opts.Onnx = None,
+    checkpoint: opts.Checkpoint = None,
     height: Optional[int] = typer.Option(None, "--height", help="Input height in pixels (with --checkpoint)."),
     width: Optional[int] = typer.Option(None, "--width", help="Input width in pixels (with --checkpoint)."),
     frames: int = typer.Option(1, "--frames", help="Clip length T (with --checkpoint)."),
@@ -53,8 +53,8 @@ def collect(
     per_video: int = typer.Option(8, "--per-video", help="Clips per video / dataset sequence, evenly spaced over time."),
     out: Path = typer.Option(..., "--out", "-o", help="Calibration file to write (.npz)."),
     append: bool = typer.Option(False, "--append", help="Add the clips to an existing --out file (same model and size)."),
-    threads: int = typer.Option(2, "--threads", help="ONNX Runtime threads."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    threads: opts.Threads = 2,
+    no_progress: opts.NoProgress = False,
 ) -> None:
     """Collect real clips + prompts pre-processed as the runtime feeds them; write them once to an .npz."""
     from actionvos.calibration.clips import merge_calibration
@@ -101,9 +101,9 @@ def fp16(
     measure_clips: int = typer.Option(8, "--measure-clips", help="Clips used per measured configuration."),
     report_clips: Optional[int] = typer.Option(None, "--report-clips", help="Clips for the report (default all not measured on)."),
     holdout: float = typer.Option(0.25, "--holdout", help="Fraction of --data clips never measured on (every 4th), left for the report."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
-    threads: int = typer.Option(2, "--threads", help="ONNX Runtime threads."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    force: opts.Force = False,
+    threads: opts.Threads = 2,
+    no_progress: opts.NoProgress = False,
 ) -> None:
     """FP16 graphs (maintained converter, keep_io_types) with the measured-sensitive ops kept in FP32."""
     from actionvos.calibration.fp16 import convert_dir_fp16
@@ -131,9 +131,9 @@ def int8(
     no_report: bool = typer.Option(False, "--no-report", help="Skip the accuracy report."),
     bins: int = typer.Option(2048, "--bins", help="Histogram bins of entropy/percentile (2048 as TensorRT; 512 is ~5x faster)."),
     engine: bool = typer.Option(False, "--engine", help="Also build strongly typed TensorRT engines (GPU + tensorrt)."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
-    threads: int = typer.Option(2, "--threads", help="ONNX Runtime threads."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    force: opts.Force = False,
+    threads: opts.Threads = 2,
+    no_progress: opts.NoProgress = False,
 ) -> None:
     """INT8 explicit Q/DQ graphs (quantize_static, per-channel weights, symmetric activations)."""
     from actionvos.calibration.int8 import build_int8_engines, quantize_dir_int8
@@ -162,8 +162,8 @@ def report(
     min_gate_agreement: Optional[float] = typer.Option(None, "--min-gate-agreement", help="Exit 3 when a candidate's gate agreement is lower."),
     max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Use at most this many evaluation clips (evenly spread)."),
     figures: Optional[Path] = typer.Option(None, "--figures", help="Folder for the worst-clip pictures (default: beside --markdown / --json)."),
-    threads: int = typer.Option(2, "--threads", help="ONNX Runtime threads."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    threads: opts.Threads = 2,
+    no_progress: opts.NoProgress = False,
 ) -> None:
     """Compare FP16 / INT8 graphs with the FP32 graphs on real clips the calibration did not see (mask IoU mean / p5 /
     worst clip, differing mask pixels, gate and query agreement, absolute errors; pictures of the worst clips)."""

@@ -26,7 +26,7 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="Directory to create (text_encoder, segmenter, frame_encoder, "
                                                              "window_decoder .onnx, card.json, tokenizer/, "
                                                              "export_manifest.json[, *.engine])."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset; inferred from the checkpoint when omitted."),
+    preset: opts.Preset = None,
     height: int = typer.Option(360, "--height", help="Static input height in pixels (frames are resized to it)."),
     width: int = typer.Option(640, "--width", help="Static input width in pixels."),
     frames: int = typer.Option(1, "--frames", help="The segmenter's static clip length T and the window decoder's "
@@ -39,11 +39,9 @@ def export(
     fmt: str = typer.Option("onnx", "--format", help="onnx, or engine (also builds TensorRT engines; needs a GPU)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 graphs (maintained converter; MSDA, softmax, LayerNorm, positive head and box refinement kept FP32)."),
     simplify: bool = typer.Option(False, "--simplify", help="Run onnx-simplifier on each graph (needs onnxsim)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output directory."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Folder with roberta-base's vocab.json and merges.txt "
-                                                                       "(needed for an official checkpoint; ours carry theirs). "
-                                                                       "Copied into the export folder."),
-    plugin_library: Optional[str] = typer.Option(None, "--plugin-library", help="MSDA TensorRT plugin .so (engine builds)."),
+    force: opts.Force = False,
+    tokenizer: opts.Tokenizer = None,
+    plugin_library: opts.PluginLibrary = None,
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="TensorRT timing-cache file to reuse."),
     debug: opts.Debug = False,
     verbose: opts.Verbose = False,

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from actionvos import cli_options as opts
+
 from actionvos.errors import ConfigError, InputError
 
 __all__ = ["register", "camera"]
@@ -18,21 +20,21 @@ log = logging.getLogger(__name__)
 
 def camera(
     source: str = typer.Option(..., "--source", help="Camera index (0), /dev/videoN, rtsp://... / http://... URL, or a video file."),
-    action: str = typer.Option(..., "--action", help="The action (narration) verbatim, e.g. \"move box\"."),
-    objects: str = typer.Option(..., "--objects", help="Comma-separated object names, e.g. \"box,pen,right hand\"."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ActionVOS .pth (PyTorch backend). Default (no --checkpoint/--onnx/--engine): the bundled demo model (trained on two short videos, not the paper's model)."),
-    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Folder from `actionvos export` (ONNX Runtime backend)."),
-    engine: Optional[Path] = typer.Option(None, "--engine", help="Folder with text_encoder.engine + segmenter.engine (TensorRT)."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with RoBERTa vocab.json + merges.txt (default with the demo model: its own)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or pytorch (auto picks the fastest and logs why)."),
-    device: Optional[str] = typer.Option(None, "--device", help="PyTorch device (cpu/cuda) or onnxruntime provider (auto/tensorrt/cuda/cpu)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Model preset for --checkpoint (default: inferred)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for inference."),
-    plugin_library: Optional[str] = typer.Option(None, "--plugin-library", help="MSDA TensorRT plugin .so (default: searched)."),
-    window: int = typer.Option(1, "--window", help="Frames per decode T (earlier frames' features are reused)."),
-    temporal: str = typer.Option("mean", "--temporal", help="Causal rule for query scores and the gate: mean or ema."),
-    horizon: int = typer.Option(30, "--horizon", help="EMA time constant in frames (--temporal ema)."),
-    pos_thres: Optional[float] = typer.Option(None, "--pos-thres", help="Positive-gate threshold in [0, 1] (default: the model's, 0.75)."),
+    action: opts.Action = None,
+    objects: opts.Objects = None,
+    checkpoint: opts.Checkpoint = None,
+    onnx: opts.Onnx = None,
+    engine: opts.Engine = None,
+    tokenizer: opts.Tokenizer = None,
+    backend: opts.Backend = "auto",
+    device: opts.Device = None,
+    preset: opts.Preset = None,
+    threads: opts.Threads = None,
+    plugin_library: opts.PluginLibrary = None,
+    window: opts.Window = 1,
+    temporal: opts.Temporal = "mean",
+    horizon: opts.Horizon = 30,
+    pos_thres: opts.PosThres = None,
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Model input HxW (default: shorter side of the model, or the graph's size)."),
     record: Optional[Path] = typer.Option(None, "--record", help="Record the rendered frames to this MP4 (frames at their capture times: it plays as long as the session ran)."),
     record_fps: Optional[float] = typer.Option(None, "--record-fps", help="Output frame rate of the recording (default: the source's)."),
@@ -42,7 +44,7 @@ def camera(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
     no_realtime: bool = typer.Option(False, "--no-realtime", help="Process every frame of a video file, in order, as fast as inference goes (default: play it at its frame rate like a camera, dropping frames inference cannot keep up with)."),
     reconnect_timeout: float = typer.Option(60.0, "--reconnect-timeout", help="Give up on a dropped live source after this many seconds."),
-    prompt_cache: str = typer.Option("off", "--prompt-cache", help="Persist text features: off, auto (next to the model) or a .npz path."),
+    prompt_cache: opts.PromptCache = "off",
 ) -> None:
     """Segment the objects of an action live, with an overlay window (or a browser view), HUD, recording and reconnection.
 
@@ -55,6 +57,9 @@ def camera(
     from actionvos.runtime.session import StreamConfig
     from actionvos.runtime.session_builder import open_session, parse_size
 
+    from actionvos.prompts import check_action_objects
+
+    check_action_objects(action, objects)  # both required: the live view starts with a prompt set
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {max_frames}")
     if duration is not None and duration <= 0:
@@ -86,7 +91,7 @@ def camera(
         from actionvos.demo import DEMO_NOTE
 
         log.info("no --checkpoint/--onnx/--engine: using the bundled demo model (%s)", DEMO_NOTE)
-    session = open_session(backend, checkpoint=checkpoint, onnx=onnx, engine=engine, tokenizer=tokenizer, device=device,
+    session = open_session(backend, model=opts.model_of(checkpoint, onnx, engine), tokenizer=tokenizer, device=device,
                            preset=preset, threads=threads, plugin_library=plugin_library, config=config,
                            prompt_cache=prompt_cache)
     with session:

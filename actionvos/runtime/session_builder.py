@@ -34,18 +34,19 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def prompt_cache_path(setting: str | None, checkpoint=None, onnx=None, engine=None) -> Path | None:
-    """Where the prompt cache is persisted: ``off``/None → in memory only; ``auto`` → ``prompt_cache.npz`` next to
-    the engine / ONNX folder (or ``<checkpoint>.prompt_cache.npz``); anything else is a file path."""
+def prompt_cache_path(setting: str | None, model=None) -> Path | None:
+    """Where the prompt cache is persisted: ``off``/None → in memory only; ``auto`` → ``prompt_cache.npz`` inside an
+    export / engine folder, or ``<checkpoint>.prompt_cache.npz`` (in memory for the bundled demo); anything else is
+    a file path."""
     if setting is None or setting == "off":
         return None
     if setting != "auto":
         return Path(setting)
-    if engine is not None or onnx is not None:
-        return Path(engine or onnx) / PROMPT_CACHE_NAME
-    if checkpoint is not None:
-        return Path(str(checkpoint) + ".prompt_cache.npz")
-    return None
+    if model is None:
+        return None
+    if Path(model).is_dir():
+        return Path(model) / PROMPT_CACHE_NAME
+    return Path(str(model) + ".prompt_cache.npz")
 
 
 def open_session(backend: str = "auto", *, model=None, checkpoint=None, onnx=None, engine=None, tokenizer=None,
@@ -73,7 +74,7 @@ def open_session(backend: str = "auto", *, model=None, checkpoint=None, onnx=Non
                          device=device, threads=threads, plugin_library=plugin_library)
     try:
         cache = PromptCache(be.info.card.override(**config.overrides()).model_id, tok.sha256, capacity=cache_capacity,
-                            path=prompt_cache_path(prompt_cache, checkpoint or model, onnx, engine))
+                            path=prompt_cache_path(prompt_cache, given[0] if given else None))
         session = StreamSession(be, config, tok, cache)
     except BaseException:
         be.close()
