@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from actionvos.export.custom_ops import ort_session  # noqa: E402
 from actionvos.export.exporter import export_model  # noqa: E402
 from actionvos.export.graphs import normalize_uint8  # noqa: E402
-from actionvos.export.metadata import read_metadata, spec_from_metadata  # noqa: E402
+from actionvos.export.metadata import read_onnx_metadata, spec_from_metadata  # noqa: E402
 from actionvos.model.builder import build_model  # noqa: E402
 
 
@@ -128,7 +128,7 @@ def main() -> None:
         export_s = time.perf_counter() - t0
     else:
         out = args.onnx_dir
-    specs = {r: spec_from_metadata(read_metadata(out / f"{r}.onnx")) for r in ("text_encoder", "segmenter")}
+    specs = {r: spec_from_metadata(read_onnx_metadata(out / f"{r}.onnx")) for r in ("text_encoder", "segmenter")}
     # no spinning: idle ORT threads would otherwise steal the cores PyTorch is timed on
     text_sess = ort_session(out / "text_encoder.onnx", threads=args.threads, spinning=False)
     seg_sess = ort_session(out / "segmenter.onnx", threads=args.threads, spinning=False)

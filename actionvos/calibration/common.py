@@ -66,7 +66,7 @@ class GraphDir:
     Attributes:
         path: the directory.
         text: path of ``text_encoder.onnx``. segmenter: path of ``segmenter.onnx``.
-        meta: decoded ``actionvos.*`` metadata of the segmenter (:func:`actionvos.export.metadata.read_metadata`).
+        meta: decoded ``actionvos.*`` metadata of the segmenter (:func:`actionvos.export.metadata.read_onnx_metadata`).
         facts: the model facts (:class:`~actionvos.calibration.model_facts.ModelFacts`: clip size, thresholds,
             prompt template, model hash, ...); the properties below read them.
         precision: ``fp32``, ``fp16`` or ``int8`` (the card's).

@@ -8,7 +8,7 @@ them to the TensorRT backend (engines in the folder, TensorRT runnable) or fails
 
 The decision is :func:`actionvos.runtime.backends.factory.decide_backend`, a pure function of what was given and what
 is installed, so every branch is tested here without GPU packages; one end-to-end test exports a real tiny
-``--msda plugin`` folder and checks the refusal through :class:`OrtBackend` and :func:`open_backend`.
+``--msda plugin`` folder and checks the refusal through :class:`OrtBackend` and :func:`actionvos.artifacts.open_model`.
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
-"""Streaming backends behind :class:`~actionvos.runtime.backends.base.Backend` (imported lazily by
-:func:`~actionvos.runtime.backends.factory.open_backend`)."""
+"""Backends behind :class:`~actionvos.runtime.backends.base.Backend` (PyTorch, ONNX Runtime, TensorRT), imported lazily by
+:func:`actionvos.artifacts.open_model`; ``factory`` holds the ``--backend auto`` decision."""
