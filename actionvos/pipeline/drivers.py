@@ -377,8 +377,9 @@ class ClipDriver(Driver):
         if self.clip_frames < 1:
             raise ConfigError(f"clip length must be >= 1 frame, got {self.clip_frames}")
         if self.card.window is not None:
-            raise ConfigError(f"the {backend.info.name} model decodes only windows of exactly {self.card.window} frames; the "
-                              "official clip rule needs a model that takes any clip length (re-export with this version)")
+            raise ConfigError(f"the {backend.info.name} model decodes only windows of exactly {self.card.window} frames, and the "
+                              "official clip rule needs any clip length up to the card's max_clip_frames; run it on the "
+                              f"export folder (--onnx) or the checkpoint, or use --stream --window {self.card.window} here")
         self._frames: list[np.ndarray] = []
         self._handles: list[Any] = []
         self._size: tuple[int, int] | None = None
