@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from actionvos.card import ModelCard
+from actionvos.errors import InputError
 from actionvos.pipeline.drivers import CausalDriver, ClipDriver, FrameResult, StreamConfig
 from actionvos.prompts import Prompt
 
@@ -35,7 +36,7 @@ class Predictor:
 
     def __init__(self, backend, tokenizer, config: StreamConfig | None = None):
         self._stream = CausalDriver(backend, config, tokenizer)
-        self._clip = ClipDriver(backend, config, tokenizer, self._stream.cache)
+        self._clip: ClipDriver | None = None  # made on first propagate (a static-T engine has no clip rule)
 
     @property
     def card(self) -> ModelCard:
@@ -53,9 +54,7 @@ class Predictor:
         Raises:
             InputError: empty or duplicated objects, too long a prompt, both forms given.
         """
-        plist = self._stream.set_prompts(action, objects, prompts)
-        self._clip.set_prompts(prompts=plist)
-        return plist
+        return self._stream.set_prompts(action, objects, prompts)
 
     def step(self, frame: np.ndarray) -> FrameResult:
         """The causal rule on the next frame of a stream (``[H, W, 3]`` uint8 RGB) → its :class:`FrameResult`."""
@@ -63,14 +62,26 @@ class Predictor:
 
     def propagate(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
         """The official clip rule (clips of ``card.input.max_clip_frames``, spec 3.9) over a whole video's frames;
-        yields every frame's result in order (a clip at a time)."""
+        yields every frame's result in order (a clip at a time).
+
+        Raises:
+            ConfigError: the model decodes only a fixed window (a TensorRT segmenter engine); InputError: no prompts.
+        """
+        s = self._stream
+        if self._clip is None:
+            self._clip = ClipDriver(s.backend, s.config, s.tokenizer, s.cache)
         self._clip.reset()
+        if not s.prompts:
+            raise InputError("no prompts set; call set_prompts(action, objects) before propagate()")
+        if [p.text for p in self._clip.prompts] != [p.text for p in s.prompts]:
+            self._clip.set_prompts(prompts=s.prompts)  # text features come from the shared prompt cache
         return self._clip.run(frames)
 
     def reset(self) -> None:
         """Start a new stream: forget the frame window and the running statistics; the prompts stay."""
         self._stream.reset()
-        self._clip.reset()
+        if self._clip is not None:
+            self._clip.reset()
 
     def close(self) -> None:
         """Release the backend."""
