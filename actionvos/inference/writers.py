@@ -450,10 +450,10 @@ def prepare_output_dir(output: str | os.PathLike, force: bool, video_names: Iter
     output = Path(output)
     started = time.time() if started is None else started
     names = list(video_names)
-    if not check_output_dir(output, force):
-        return
-    clean_stale_temps(output, older_than=started)
-    if not any(output.iterdir()):
+    has_outputs = check_output_dir(output, force)
+    if output.is_dir():
+        clean_stale_temps(output, older_than=started)  # a killed run's leftovers, whatever else is there
+    if not has_outputs or not any(output.iterdir()):
         return
     old = _read_old_summary(output)
     recorded = {v["name"]: [v.get("overlay"), v.get("plot")] for v in old["videos"]} if old is not None else {}
