@@ -15,6 +15,7 @@ the evaluation flow, the benchmarks and the Python API (:mod:`actionvos.api`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def read_checkpoint_artifact(path: str | Path | None, *, tokenizer: str | Path |
         card = card_for_checkpoint(cfg, file_sha256(path), legacy=legacy, weights_note=_random_note(meta))
     tok = _checkpoint_tokenizer(meta, tokenizer, where)
     if card.tokenizer_sha256 is None and "tokenizer" in meta:
-        card = ModelCard.from_dict({**card.to_dict(), "tokenizer_sha256": tok.sha256}, where=where)
+        card = dataclasses.replace(card, tokenizer_sha256=tok.sha256)
     tok.check_model(card)
     model = build_model(cfg)
     load_state_dict_strict(model, state)

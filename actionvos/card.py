@@ -52,6 +52,7 @@ __all__ = [
     "CARD_FILE",
     "ONNX_CARD_KEY",
     "MSDA_MODES",
+    "resized_size",
     "Precision",
     "InputRule",
     "Thresholds",
@@ -70,6 +71,14 @@ CARD_FILE = "card.json"
 ONNX_CARD_KEY = "actionvos.card"
 #: How MSDA runs: the PyTorch module, our TensorRT custom op, or decomposed into ONNX GridSample.
 MSDA_MODES = ("torch", "plugin", "onnx")
+
+
+def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """Output ``(H, W)`` of torchvision ``Resize(short_side)``: the short side becomes ``short_side``, the long side
+    ``int(short_side * long / short)`` (truncated), no max size; e.g. 480×854 → 360×640 (spec 3.1)."""
+    if height <= width:
+        return short_side, int(short_side * width / height)
+    return int(short_side * height / width), short_side
 
 
 class Precision(str, enum.Enum):
@@ -113,10 +122,7 @@ class InputRule:
         one, else torchvision ``Resize(short_side)`` (spec 3.1; e.g. 480×854 → 360×640)."""
         if self.size is not None:
             return tuple(self.size)
-        s = self.short_side
-        if height <= width:
-            return s, int(s * width / height)
-        return int(s * height / width), s
+        return resized_size(height, width, self.short_side)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ Text is drawn with PIL and DejaVu Sans (shipped with matplotlib), because OpenCV
 ``≥`` / ``✓`` / ``✗`` glyphs. Only the small legend region is converted to a PIL image, so a frame costs about
 a millisecond more than the blend itself.
 
-The gate threshold is always an argument: it is a fact of the model card (0.75 for the paper's model, the
-demo model's own value for the demo), never a default of the renderer.
+The gate threshold is always an argument: it is a fact of the model card (:attr:`actionvos.card.ModelCard.thresholds`:
+the paper's value for the official model, the demo's own for the demo), never a default of the renderer.
 """
 
 from __future__ import annotations

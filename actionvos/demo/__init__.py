@@ -4,12 +4,11 @@ It is NOT the paper's model: it was trained from random initialisation for about
 sequences, so it only knows the objects and actions of those two videos ("box/pen/right hand used in the
 action of move box", "bottle/right hand used in the action of rotate bottle"). Use it to try the pipeline:
 
-    actionvos run VIDEO --checkpoint $(python -c "from actionvos.demo import DEMO_CHECKPOINT as c; print(c)") \\
-        --tokenizer $(python -c "from actionvos.demo import DEMO_TOKENIZER as t; print(t)") \\
-        --action "move box" --objects "box,pen,right hand"
+    actionvos run VIDEO --action "move box" --objects "box,pen,right hand"     # no model given: the demo
 
-The checkpoint (float32, ~8 MB) embeds its config (``short_side = 192``, the scale it was trained at) and the
-entries ``demo_note`` and ``training`` (how it was trained; reproduced by ``benchmarks/train_demo.py``).
+The checkpoint (float32, ~8 MB) is self-contained: its model card (short side 192, the scale it was trained at;
+its own gate threshold, chosen on the training split) and its tokenizer are inside, with ``demo_note`` and
+``training`` (how it was trained; reproduced by ``benchmarks/train_demo.py``).
 The tokenizer is a byte-level BPE in RoBERTa format (``vocab.json`` + ``merges.txt``) trained on the prompts.
 """
 

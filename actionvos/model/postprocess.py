@@ -19,18 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from actionvos.card import resized_size  # the one resize rule (spec 3.1), re-exported here
 from actionvos.model.config import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["resized_size", "preprocess_frames", "normalize_frames", "ClipPrediction", "select_queries", "clip_predictions",
            "merge_labels"]
-
-
-def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """Output ``(H, W)`` of torchvision ``Resize(short_side)``: the short side becomes ``short_side``, the long side
-    ``int(short_side * long / short)`` (truncated), no max size. E.g. 480×854 → 360×640."""
-    if height <= width:
-        return short_side, int(short_side * width / height)
-    return int(short_side * height / width), short_side
 
 
 def normalize_frames(frames_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:

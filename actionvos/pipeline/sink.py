@@ -4,7 +4,7 @@ Layout of ``{output}`` (spec 3.9 step 5; the official ``{output}/{split}/{video}
 chosen by the caller through ``output``):
 
 * ``{video}/{frame}.png`` — ``[H, W]`` uint8 palette PNG, 0 background, ``i + 1`` object ``i``;
-* ``{video}_overlay.mp4`` — H.264 overlay with the legend ``box 0.716 ≥ 0.620 ✓`` (:mod:`actionvos.render`);
+* ``{video}_overlay.mp4`` — H.264 overlay with the legend ``box 0.716 ≥ 0.62 ✓`` (:mod:`actionvos.render`);
 * ``{video}_positive_prob.png`` — each object's positive probability per frame with the gate threshold line;
 * ``summary.json`` — the card's facts (checkpoint hash, precision, input rule, thresholds, tokenizer), the rule,
   per-video / per-object results (per clip and per frame), the time per stage.
@@ -78,8 +78,6 @@ class VideoSink:
             frame: ``[H, W, 3]`` uint8 RGB original frame.
             result: the driver's :class:`FrameResult` for it.
         """
-        pos = [o.positive_prob for o in result.objects]
-        passed = [o.passed_gate for o in result.objects]
         write_label_png(safe_child(self.frame_dir, f"{frame_name}.png", what="frame name"), result.labels)
         new_clip = result.clip is None or result.clip != self._clip
         if new_clip:
@@ -89,10 +87,10 @@ class VideoSink:
         for obj, o in zip(self.summary.objects, result.objects):
             if new_clip:
                 obj.add_clip(o.positive_prob, o.passed_gate, o.selected_query)
-            p = o.positive_prob
-            obj.add_frame(result.labels, p)
+            obj.add_frame(result.labels, o.positive_prob)
         if self._writer is not None:
-            self._writer.write(frame, result.labels, pos, passed)
+            self._writer.write(frame, result.labels, [o.positive_prob for o in result.objects],
+                               [o.passed_gate for o in result.objects])
         self.summary.frames_written += 1
 
     def close(self, ok: bool = True) -> None:

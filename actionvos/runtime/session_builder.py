@@ -73,7 +73,7 @@ def open_session(backend: str = "auto", *, model=None, checkpoint=None, onnx=Non
     be, tok = open_model(given[0] if given else None, backend=backend, tokenizer=tokenizer, preset=preset,
                          device=device, threads=threads, plugin_library=plugin_library)
     try:
-        cache = PromptCache(be.info.card.override(**config.overrides()).model_id, tok.sha256, capacity=cache_capacity,
+        cache = PromptCache(be.info.card.model_id, tok.sha256, capacity=cache_capacity,
                             path=prompt_cache_path(prompt_cache, given[0] if given else None))
         session = StreamSession(be, config, tok, cache)
     except BaseException:

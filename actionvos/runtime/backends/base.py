@@ -40,16 +40,6 @@ class BackendInfo:
         return self.card.model_id
 
     @property
-    def window(self) -> int | None:
-        """Static clip length T of the graph, or None when any length runs."""
-        return self.card.window
-
-    @property
-    def input_size(self) -> tuple[int, int] | None:
-        """Static ``(H, W)`` of the graph, or None."""
-        return self.card.input.size
-
-    @property
     def weights_note(self) -> str | None:
         """Why the weights are not the paper's (random, demo), or None."""
         return self.card.weights_note

@@ -15,7 +15,7 @@ Such a folder runs on the TensorRT backend when it holds engines and TensorRT ca
 with one line saying what to do (or falls back to ``--checkpoint`` when one was given).
 
 The decision itself is :func:`decide_backend`, a pure function of what was given (:class:`ModelFiles`) and what is
-installed (:class:`Environment`), tested on the CPU; :func:`choose_backend` gathers those facts.
+installed (:class:`Environment`), tested on the CPU; :func:`choose` gathers those facts.
 
 torch is imported only when a checkpoint is involved, so ``--onnx``/``--engine`` runs stay torch-free.
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 
 from actionvos.errors import ConfigError
 
-__all__ = ["BACKENDS", "choose_backend", "decide_backend", "ModelFiles", "Environment", "Choice",
-           "onnx_folder_facts", "choose"]
+__all__ = ["BACKENDS", "choose", "decide_backend", "ModelFiles", "Environment", "Choice",
+           "onnx_folder_facts"]
 
 log = logging.getLogger(__name__)
 
@@ -190,23 +190,13 @@ def onnx_folder_facts(onnx: str | Path) -> tuple[str | None, bool]:
     return msda, has_engines
 
 
-def choose_backend(checkpoint=None, onnx=None, engine=None) -> tuple[str, str, str]:
-    """Pick ``(backend, device_or_provider, reason)`` for ``--backend auto`` from what was given and what is installed
-    (facts gathered here, decision by :func:`decide_backend`).
+def choose(checkpoint=None, onnx=None, engine=None) -> Choice:
+    """The :class:`Choice` for ``--backend auto`` from what was given and what is installed (facts gathered here,
+    decision by :func:`decide_backend`).
 
     Raises:
         ConfigError: as :func:`decide_backend`.
     """
-    choice = _choose(checkpoint, onnx, engine)
-    return choice.backend, choice.device, choice.reason
-
-
-def choose(checkpoint=None, onnx=None, engine=None) -> Choice:
-    """The :class:`Choice` for ``--backend auto`` (facts gathered here, decision by :func:`decide_backend`)."""
-    return _choose(checkpoint, onnx, engine)
-
-
-def _choose(checkpoint, onnx, engine) -> Choice:
     msda, has_engines = onnx_folder_facts(onnx) if onnx is not None else (None, False)
     files = ModelFiles(checkpoint is not None, onnx is not None, engine is not None, msda, has_engines)
     needs_trt = engine is not None or msda == "plugin"
