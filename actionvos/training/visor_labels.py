@@ -40,6 +40,7 @@ import numpy as np
 import typer
 from PIL import Image
 
+from ..card import OFFICIAL_FACTS  # the promptaction template of the released model (spec 4)
 from ..errors import InputError
 from ..io_utils import atomic_path, atomic_write_json
 from ..render import PALETTE
@@ -52,7 +53,6 @@ __all__ = [
 CANVAS = (1080, 1920)  # (H, W) of VISOR polygons
 OUT_SIZE = (854, 480)  # (W, H) of the released frames
 HANDS = ("left hand", "right hand")
-PROMPT = "{object} used in the action of {narration}"
 
 
 def davis_palette() -> list[int]:
@@ -243,7 +243,7 @@ def build_meta_expressions(seqs: list[dict]) -> tuple[dict, dict]:
         folder = "{:08d}_{}_{}_{}".format(s["seq_id"], s["video"], s["verb"], s["noun"])
         exps, objs = {}, {}
         for i, (k, o) in enumerate(s["object_classes"].items()):
-            exps[str(i)] = {"exp": PROMPT.format(object=o["name"], narration=s["narration"]), "obj_id": str(k),
+            exps[str(i)] = {"exp": OFFICIAL_FACTS["prompt_template"].format(object=o["name"], action=s["narration"]), "obj_id": str(k),
                             "positive": o["positive"], "class_id": o["class_id"]}
             objs[str(k)] = {"category": o["name"], "positive": o["positive"], "class_id": o["class_id"]}
         meta["videos"][folder] = {"expressions": exps, "frames": [f.replace(".jpg", "") for f in s["sparse_frames"]]}
